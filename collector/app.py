@@ -1,0 +1,89 @@
+"""The collector/API service: app factory and lifecycle (store, migrations, spool, writer, keys)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from collector.auth import KeyRing
+from collector.errors import IngestHTTPError
+from collector.event_registry import EventRegistry
+from collector.metrics import CollectorMetrics
+from collector.routes import admin, events, health, otlp, records
+from collector.spool import Spool
+from collector.telemetry import TracingMiddleware, tracer_provider
+from collector.writer import BatchWriter
+from syncwatch import __version__, schema
+from syncwatch.settings import Settings
+from syncwatch.store import Store
+
+log = logging.getLogger("syncwatch.collector")
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    """Build the service. With `store` given the caller owns it; otherwise it is opened here."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state
+        state.store = store or Store.open(settings)
+        applied = schema.migrate(state.store)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+        state.registry = EventRegistry.load(settings.rules_dir)
+        state.keys = KeyRing(state.store, settings.admin_token, settings.key_refresh_seconds)
+        state.spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_segment_bytes,
+                            settings.spool_fsync)
+        state.metrics.spool_limit.set(settings.spool_max_bytes)
+        state.writer = BatchWriter(state.spool, state.store.insert_arrow, state.metrics,
+                                   settings.batch_max_rows, settings.batch_max_delay_ms / 1000)
+        state.writer.start()  # replays whatever an earlier run acknowledged but did not store
+        try:
+            yield
+        finally:
+            state.writer.stop()
+            state.spool.close()
+            if store is None:
+                state.store.close()
+
+    app = FastAPI(
+        title="Syncwatch",
+        version=__version__,
+        description="Business-process observability and reconciliation: ingest (OTLP, CloudEvents, "
+        "record snapshots), query and action API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = CollectorMetrics()
+    app.state.inflight = 0
+    for router in (health.router, otlp.router, events.router, records.router, admin.router):
+        app.include_router(router)
+    _install_error_handlers(app)
+    if settings.self_traces_endpoint:
+        provider = tracer_provider(settings.self_traces_endpoint)
+        app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("syncwatch.collector"))
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(IngestHTTPError)
+    async def ingest_error(_: Request, exc: IngestHTTPError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": {"code": "invalid_request", "message": problems}}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"error": {"code": "internal", "message": f"internal error ({type(exc).__name__}); see server log"}},
+            status_code=500,
+        )

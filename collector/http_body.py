@@ -1,0 +1,53 @@
+"""Reading request bodies with limits: size before and after decompression (bombs), encodings."""
+
+from __future__ import annotations
+
+import zlib
+
+from starlette.requests import Request
+
+from collector.errors import IngestHTTPError
+
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+CHUNK = 64 * 1024
+
+
+def too_large(limit: int, what: str) -> IngestHTTPError:
+    return IngestHTTPError(413, "too_large", f"{what} exceeds the limit of {limit} bytes; send smaller batches")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The decompressed body, refusing anything over `limit` bytes at any stage."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit, "request body")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise too_large(limit, "request body")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    return decompress(bytes(raw), encoding, limit)
+
+
+def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise IngestHTTPError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; "
+                              "use gzip, deflate or identity")
+    wbits = GZIP_WBITS if encoding != "deflate" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        # max_length stops a decompression bomb after limit+1 bytes instead of inflating it whole
+        out = inflater.decompress(raw, limit + 1)
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise too_large(limit, "decompressed request body")
+        out += inflater.flush()
+    except zlib.error as exc:
+        raise IngestHTTPError(400, "bad_encoding", f"body is not valid {encoding} data: {exc}") from exc
+    if len(out) > limit:
+        raise too_large(limit, "decompressed request body")
+    if not inflater.eof:
+        raise IngestHTTPError(400, "bad_encoding", f"{encoding} body is truncated")
+    return out

@@ -1,0 +1,81 @@
+"""The one path every ingest request takes: body -> decode -> spool (on disk) -> acknowledge."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import anyio
+from starlette.requests import Request
+
+from collector.auth import Principal
+from collector.decoded import DecodeContext, Decoded, DecodeError, SourceNotAllowed, UnsupportedMediaType
+from collector.errors import IngestHTTPError
+from collector.http_body import read_body
+from collector.metrics import CollectorMetrics
+from collector.spool import SpoolFull, SpoolUnavailable
+
+Decoder = Callable[[bytes, DecodeContext], Decoded]
+THREAD_DECODE_BYTES = 256 * 1024  # decode big bodies off the event loop so small requests keep flowing
+
+
+async def accept(request: Request, principal: Principal, kind: str, decode: Decoder) -> Decoded:
+    """Decode and durably spool one request, or raise IngestHTTPError. Nothing is half stored:
+    a request is either refused whole (4xx/5xx) or all its rows are on disk when this returns."""
+    state = request.app.state
+    metrics = state.metrics
+    if state.inflight >= state.settings.max_inflight_requests:
+        metrics.rejected.labels(kind, "too_many_requests").inc()
+        raise IngestHTTPError(429, "too_many_requests", "too many concurrent ingest requests; retry later",
+                              {"Retry-After": str(state.settings.retry_after_seconds)})
+    state.inflight += 1
+    try:
+        return await _accept(request, principal, kind, decode)
+    except IngestHTTPError as exc:
+        metrics.rejected.labels(kind, exc.code).inc()
+        raise
+    finally:
+        state.inflight -= 1
+
+
+async def _accept(request: Request, principal: Principal, kind: str, decode: Decoder) -> Decoded:
+    state = request.app.state
+    body = await read_body(request, state.settings.max_body_bytes)
+    ctx = DecodeContext(
+        system=principal.system, key_id=principal.key_id, source_prefixes=principal.source_prefixes,
+        received_at=datetime.now(UTC), batch_id=uuid.uuid4().hex, max_depth=state.settings.max_json_depth,
+    )
+    try:
+        if len(body) > THREAD_DECODE_BYTES:
+            decoded = await anyio.to_thread.run_sync(decode, body, ctx)
+        else:
+            decoded = decode(body, ctx)
+    except SourceNotAllowed as exc:
+        raise IngestHTTPError(403, exc.code, exc.message) from exc
+    except UnsupportedMediaType as exc:
+        raise IngestHTTPError(415, exc.code, exc.message) from exc
+    except DecodeError as exc:
+        raise IngestHTTPError(400, exc.code, exc.message) from exc
+    decoded.with_batch_row(kind, ctx, len(body))
+    await _spool(request, decoded)
+    _count(state.metrics, kind, decoded)
+    return decoded
+
+
+async def _spool(request: Request, decoded: Decoded) -> None:
+    retry = {"Retry-After": str(request.app.state.settings.retry_after_seconds)}
+    try:
+        await request.app.state.writer.submit(decoded.tables)
+    except SpoolFull as exc:
+        raise IngestHTTPError(503, "spool_full", f"the store is behind ({exc}); retry later", retry) from exc
+    except SpoolUnavailable as exc:
+        raise IngestHTTPError(503, "spool_unavailable", f"{exc}; retry later", retry) from exc
+
+
+def _count(metrics: CollectorMetrics, kind: str, decoded: Decoded) -> None:
+    metrics.accepted.labels(kind).inc(decoded.accepted)
+    if decoded.quarantined:
+        metrics.quarantined.labels(kind).inc(decoded.quarantined)
+    if decoded.rejected:
+        metrics.rejected.labels(kind, "invalid_item").inc(decoded.rejected)

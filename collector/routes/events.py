@@ -1,0 +1,31 @@
+"""CloudEvents 1.0 over HTTP: structured, batch and binary content modes at POST /v1/events."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from collector.auth import Principal, require_scope
+from collector.decode_cloudevents import decode_events
+from collector.ingest import accept
+from collector.routes.responses import ingest_summary
+
+router = APIRouter(tags=["ingest"])
+
+
+@router.post(
+    "/v1/events",
+    summary="Ingest CloudEvents (structured, batch or binary mode)",
+    description="Content-Type application/cloudevents+json (one event), application/cloudevents-batch+json "
+    "(a JSON array), or binary mode: ce-* headers with the data as the body. Events are idempotent on "
+    "(source, id). Events whose data fail the JSON Schema registered for their type are quarantined "
+    "with the reason and reported in `messages`.",
+)
+async def post_events(request: Request, principal: Principal = Depends(require_scope("events"))) -> JSONResponse:
+    content_type = request.headers.get("content-type", "")
+    headers = request.headers
+    registry = request.app.state.registry
+    decoded = await accept(
+        request, principal, "event", lambda body, ctx: decode_events(body, content_type, headers, ctx, registry)
+    )
+    return JSONResponse(ingest_summary(decoded), status_code=200)

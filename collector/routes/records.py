@@ -1,0 +1,34 @@
+"""Record snapshots: POST /v1/records/{system}/{entity} as a JSON array or NDJSON."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from collector.auth import ANY_SYSTEM, Principal, require_scope
+from collector.decode_records import decode_records
+from collector.errors import IngestHTTPError
+from collector.ingest import accept
+from collector.routes.responses import ingest_summary
+
+router = APIRouter(tags=["ingest"])
+
+
+@router.post(
+    "/v1/records/{system}/{entity}",
+    summary="Ingest record snapshots (latest version per key wins)",
+    description="Body: a JSON array (application/json) or NDJSON (application/x-ndjson) of objects "
+    '`{"key", "version" | "updated_at", "fields", "deleted"?, "traceparent"?}`.',
+)
+async def post_records(
+    system: str, entity: str, request: Request, principal: Principal = Depends(require_scope("records"))
+) -> JSONResponse:
+    if principal.system not in (ANY_SYSTEM, system):
+        raise IngestHTTPError(
+            403, "source_not_allowed", f"API key {principal.key_id} speaks for {principal.system!r}, not {system!r}"
+        )
+    content_type = request.headers.get("content-type", "")
+    decoded = await accept(
+        request, principal, "record", lambda body, ctx: decode_records(body, content_type, system, entity, ctx)
+    )
+    return JSONResponse(ingest_summary(decoded), status_code=200)

@@ -1,0 +1,129 @@
+"""Admin operations for the CLI, straight on the store or, while a server holds it, over the API.
+
+An embedded chDB store can be opened by one process only; when `syncwatch serve` runs, the CLI
+talks to its admin API instead, with the admin token from SYNCWATCH_ADMIN_TOKEN or the token
+file the server wrote into the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from syncwatch import schema
+from syncwatch.errors import StoreLockedError, SyncwatchError
+from syncwatch.settings import Settings
+from syncwatch.store import Store
+
+TOKEN_FILE = "admin.token"
+
+
+class Admin(Protocol):
+    def query(self, sql: str) -> tuple[list[str], list[list[Any]]]: ...
+    def create_key(self, name: str, system: str, scopes: list[str], prefixes: list[str],
+                   expires_at: datetime | None) -> tuple[str, str]: ...
+    def list_keys(self) -> list[dict[str, Any]]: ...
+    def revoke_key(self, key_id: str) -> bool: ...
+    def close(self) -> None: ...
+
+
+class DirectAdmin:
+    def __init__(self, store: Store) -> None:
+        from collector.auth import KeyRing  # the CLI is the composition root; the core stays collector-free
+
+        self.store = store
+        schema.migrate(store)
+        self.keys = KeyRing(store)
+
+    def query(self, sql: str) -> tuple[list[str], list[list[Any]]]:
+        self.store.query("SELECT formatQuery({q:String})", {"q": sql})
+        columns, rows = self.store.query_columns(sql, settings={"readonly": 1})
+        return columns, [list(r) for r in rows]
+
+    def create_key(self, name: str, system: str, scopes: list[str], prefixes: list[str],
+                   expires_at: datetime | None) -> tuple[str, str]:
+        return self.keys.create(name, system, scopes, prefixes, expires_at)
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self.keys.list()
+
+    def revoke_key(self, key_id: str) -> bool:
+        return self.keys.revoke(key_id)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class HttpAdmin:
+    def __init__(self, base_url: str, token: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise SyncwatchError(f"cannot reach the server at {self.http.base_url}: {exc}") from exc
+        if response.status_code == 404 and method == "DELETE":
+            return None
+        if response.status_code >= 400:
+            detail = response.json().get("error", {}).get("message", response.text)
+            raise SyncwatchError(f"server refused ({response.status_code}): {detail}")
+        return response.json()
+
+    def query(self, sql: str) -> tuple[list[str], list[list[Any]]]:
+        body = self._call("POST", "/api/v1/admin/query", json={"sql": sql})
+        return body["columns"], body["rows"]
+
+    def create_key(self, name: str, system: str, scopes: list[str], prefixes: list[str],
+                   expires_at: datetime | None) -> tuple[str, str]:
+        payload = {"name": name, "system": system, "scopes": scopes, "source_prefixes": prefixes,
+                   "expires_at": expires_at.isoformat() if expires_at else None}
+        body = self._call("POST", "/api/v1/admin/keys", json=payload)
+        return body["key_id"], body["token"]
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/v1/admin/keys")
+
+    def revoke_key(self, key_id: str) -> bool:
+        return self._call("DELETE", f"/api/v1/admin/keys/{key_id}") is not None
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def admin_token(settings: Settings) -> str:
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / TOKEN_FILE
+    return path.read_text().strip() if path.exists() else ""
+
+
+def ensure_admin_token(settings: Settings) -> Settings:
+    """Give an embedded server an admin token (kept in the data dir, mode 0600) if none is set."""
+    if settings.admin_token:
+        return settings
+    path: Path = settings.data_dir / TOKEN_FILE
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"sw-admin-{secrets.token_hex(24)}\n")
+    return settings.model_copy(update={"admin_token": path.read_text().strip()})
+
+
+def connect(settings: Settings) -> Admin:
+    try:
+        return DirectAdmin(Store.open(settings))
+    except StoreLockedError:
+        token = admin_token(settings)
+        if not token:
+            raise SyncwatchError(
+                "the store is held by a running server and no admin token is known: "
+                f"set SYNCWATCH_ADMIN_TOKEN or run from the directory holding {settings.data_dir}/{TOKEN_FILE}"
+            ) from None
+        return HttpAdmin(settings.base_url, token)

@@ -1,0 +1,306 @@
+"""`syncwatch bench ingest`: HTTP request to queryable, against the raw insert ceiling, same run.
+
+The server runs as a child process with its own embedded store, so its peak RSS is its own.
+Batched scenarios use Python client threads (a few hundred requests/s); single-event requests
+use wrk (Debian package, installed when missing) because a Python client would be the bottleneck.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import httpx
+
+from syncwatch.bench.ceiling import raw_insert_ceiling
+from syncwatch.bench.serverproc import ServerProcess
+
+PLACEHOLDER = b"@@@@@@@@@@"  # 10 bytes, replaced per request to keep event ids unique
+SPAN_MARK = b"\xfe\xed\xfa\xce"
+CE_BATCH = "application/cloudevents-batch+json"
+
+
+@dataclass
+class Scenario:
+    name: str
+    items: int = 0
+    requests: int = 0
+    refused: int = 0
+    seconds: float = 0.0
+    queryable_seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.queryable_seconds if self.queryable_seconds else 0.0
+
+    def summarize(self) -> None:
+        if self.latencies_ms:
+            ordered = sorted(self.latencies_ms)
+            self.p50_ms = statistics.median(ordered)
+            self.p99_ms = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def event_template(n: int) -> bytes:
+    events = [
+        {"specversion": "1.0", "id": f"{PLACEHOLDER.decode()}-{i}", "source": "/psa/bench",
+         "type": "psa.timesheet.approved", "time": "2026-11-25T10:00:00Z", "datacontenttype": "application/json",
+         "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+         "data": {"timesheet_id": f"TS-{i}", "person_id": f"E-{i % 700}", "project_id": f"P-{i % 90}",
+                  "week": "2026-W47", "hours": 38.5, "billable_hours": 36.0, "approved_by": "M-12",
+                  "region": "EMEA", "legal_entity": "ACME-DE", "service_line": "Cloud"}}
+        for i in range(n)
+    ]
+    return json.dumps(events if n > 1 else events[0]).encode()
+
+
+def span_template(n: int) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    now = time.time_ns()
+    spans = [
+        Span(trace_id=SPAN_MARK + struct.pack(">QI", i, 0), span_id=SPAN_MARK + struct.pack(">I", i),
+             name="sync timesheet", kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=now,
+             end_time_unix_nano=now + 120_000_000,
+             attributes=[KeyValue(key="timesheet.id", value=AnyValue(string_value=f"TS-{i}")),
+                         KeyValue(key="http.response.status_code", value=AnyValue(int_value=200))])
+        for i in range(n)
+    ]
+    resource = ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])
+    resource.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="psa-to-billing")))
+    return ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString()
+
+
+def _pump(server: ServerProcess, path: str, headers: dict[str, str], template: bytes, per_request: int,
+          unique: callable, deadline: float, result: Scenario, lock: threading.Lock) -> None:  # type: ignore[valid-type]
+    with httpx.Client(timeout=60) as client:
+        n = 0
+        while time.monotonic() < deadline:
+            body = unique(template, n)
+            began = time.perf_counter()
+            response = client.post(f"{server.url}{path}", content=body, headers=headers)
+            elapsed = (time.perf_counter() - began) * 1000
+            n += 1
+            with lock:
+                result.requests += 1
+                result.latencies_ms.append(elapsed)
+                if response.status_code == 200:
+                    result.items += per_request
+                else:
+                    result.refused += 1
+            if response.status_code in (429, 503):
+                time.sleep(0.05)
+
+
+def run_threads(server: ServerProcess, name: str, path: str, token: str, content_type: str, template: bytes,
+                per_request: int, clients: int, seconds: float, count_sql: str, unique: callable) -> Scenario:  # type: ignore[valid-type]
+    result, lock = Scenario(name), threading.Lock()
+    before = server.scalar(count_sql)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+    start = time.monotonic()
+    deadline = start + seconds
+    threads = [
+        threading.Thread(target=_pump, args=(server, path, headers, template, per_request,
+                                             lambda t, n, c=c: unique(t, c, n), deadline, result, lock))
+        for c in range(clients)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result.seconds = time.monotonic() - start
+    _wait_queryable(server, count_sql, before + result.items, start, result)
+    return result
+
+
+def _wait_queryable(server: ServerProcess, count_sql: str, expected: int, start: float, result: Scenario) -> None:
+    deadline = time.monotonic() + 300
+    while server.scalar(count_sql) < expected:
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"{result.name}: rows not queryable within 300 s")
+        time.sleep(0.05)
+    result.queryable_seconds = time.monotonic() - start
+    result.summarize()
+
+
+def unique_events(template: bytes, client: int, n: int) -> bytes:
+    return template.replace(PLACEHOLDER, f"{client:03d}{n:07d}".encode())
+
+
+def unique_spans(template: bytes, client: int, n: int) -> bytes:
+    return template.replace(SPAN_MARK, struct.pack(">I", (client << 24) | n))
+
+
+WRK_SCRIPT = """
+local counter = 0
+function setup(thread) thread:set("tid", tostring(math.random(100000, 999999))) end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/cloudevents+json"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+request = function()
+  counter = counter + 1
+  local body = string.format([==[%(body)s]==], tid .. "-" .. counter)
+  return wrk.format(nil, "/v1/events", nil, body)
+end
+"""
+
+
+def run_single_wrk(server: ServerProcess, token: str, clients: int, seconds: float) -> Scenario:
+    wrk = _ensure_wrk()
+    template = event_template(1).decode().replace("%", "%%").replace(PLACEHOLDER.decode(), "%s")
+    result = Scenario(f"CloudEvents, single-event requests, {clients} clients")
+    count_sql = "SELECT count() FROM events"
+    before = server.scalar(count_sql)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(WRK_SCRIPT % {"token": token, "body": template})
+    start = time.monotonic()
+    out = subprocess.run([wrk, "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", server.url,
+                          "-s", fh.name], capture_output=True, text=True, check=True).stdout
+    result.seconds = time.monotonic() - start
+    os.unlink(fh.name)
+    result.requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result.refused = int(non2xx.group(1)) if non2xx else 0
+    result.items = result.requests - result.refused
+    result.p50_ms = _wrk_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    result.p99_ms = _wrk_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    stored = _wait_until_stable(server, count_sql)
+    result.items = stored - before  # wrk counts requests it cut off at the end; the store is the truth
+    result.queryable_seconds = time.monotonic() - start
+    return result
+
+
+def _wait_until_stable(server: ServerProcess, count_sql: str) -> int:
+    last, same = -1, 0
+    while same < 3:
+        now = server.scalar(count_sql)
+        same = same + 1 if now == last else 0
+        last = now
+        time.sleep(0.1)
+    return last
+
+
+def _wrk_ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        raise click.ClickException("wrk is needed for the single-event scenario: apt-get install wrk")
+    return found
+
+
+def machine() -> dict[str, object]:
+    with open("/proc/meminfo") as fh:
+        mem_kb = int(fh.readline().split()[1])
+    return {"cores": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
+            "python": platform.python_version(), "date": datetime.now(UTC).strftime("%Y-%m-%d")}
+
+
+def run(seconds: float, out_dir: str, sustain_seconds: float = 0.0) -> dict[str, object]:
+    click.echo("raw store insert ceiling (insert_arrow, 10k-row batches, embedded chDB) ...")
+    ceiling = raw_insert_ceiling()
+    with tempfile.TemporaryDirectory(prefix="syncwatch-bench-") as tmp:
+        server = ServerProcess(Path(tmp), "bench-admin-" + os.urandom(8).hex())
+        server.start()
+        try:
+            scenarios = _scenarios(server, seconds)
+            sustained = _sustain(server, sustain_seconds) if sustain_seconds else None
+        finally:
+            server.stop()
+    report = {"machine": machine(), "ceiling_rows_per_s": ceiling,
+              "scenarios": [{**asdict(s), "rate_per_s": round(s.rate), "latencies_ms": None} for s in scenarios],
+              "server_peak_rss_mib": round(server.peak_rss / 2**20), "sustained": sustained}
+    _write(report, Path(out_dir))
+    return report
+
+
+def _scenarios(server: ServerProcess, seconds: float) -> list[Scenario]:
+    events_key, spans_key = server.key("psa", "events"), server.key("*", "telemetry")
+    count_events, count_spans = "SELECT count() FROM events", "SELECT count() FROM otel_traces"
+    plans = [
+        ("CloudEvents, batches of 1,000", event_template(1000), 1000, 4, CE_BATCH),
+        ("CloudEvents, batches of 100", event_template(100), 100, 8, CE_BATCH),
+    ]
+    results = []
+    for name, template, per, clients, ctype in plans:
+        click.echo(f"{name} ({clients} clients, {seconds:.0f} s) ...")
+        results.append(run_threads(server, name, "/v1/events", events_key, ctype, template, per, clients,
+                                   seconds, count_events, unique_events))
+    click.echo(f"CloudEvents, single-event requests (16 clients, {seconds:.0f} s) ...")
+    results.append(run_single_wrk(server, events_key, 16, seconds))
+    click.echo(f"OTLP spans, protobuf, batches of 1,000 (4 clients, {seconds:.0f} s) ...")
+    results.append(run_threads(server, "OTLP spans (protobuf), batches of 1,000", "/v1/traces", spans_key,
+                               "application/x-protobuf", span_template(1000), 1000, 4, seconds, count_spans,
+                               unique_spans))
+    return results
+
+
+def _sustain(server: ServerProcess, seconds: float) -> dict[str, object]:
+    """Batches of 1,000 events for `seconds`; RSS sampled throughout, to show it stays flat."""
+    click.echo(f"sustained load: batches of 1,000 for {seconds:.0f} s ...")
+    server.rss_samples.clear()
+    key = server.key("psa", "events")
+    result = run_threads(server, "sustained", "/v1/events", key, CE_BATCH, event_template(1000), 1000, 2,
+                         seconds, "SELECT count() FROM events", unique_events)
+    rss = [r for _, r in server.rss_samples]
+    third = max(1, len(rss) // 3)
+    return {"seconds": round(result.seconds), "events_per_s": round(result.rate),
+            "rss_first_third_max_mib": round(max(rss[:third]) / 2**20),
+            "rss_last_third_max_mib": round(max(rss[-third:]) / 2**20), "rss_peak_mib": round(max(rss) / 2**20)}
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"Measured {m['date']} on {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
+        "acknowledged = fsynced to the spool; rate = items / (first request to all rows queryable).",
+        "",
+        "| scenario | items/s (to queryable) | requests | refused | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in report["scenarios"]:
+        lines.append(f"| {s['name']} | {s['rate_per_s']:,} | {s['requests']:,} | {s['refused']:,} | "
+                     f"{s['p50_ms']:.1f} | {s['p99_ms']:.1f} |")
+    ceiling = report["ceiling_rows_per_s"]
+    lines += ["", f"Raw store insert ceiling (same run, insert_arrow of 10k-row batches): "
+              f"{ceiling['events']:,} event rows/s, {ceiling['spans']:,} span rows/s. "
+              f"Server peak RSS: {report['server_peak_rss_mib']} MiB."]
+    if report.get("sustained"):
+        s = report["sustained"]
+        lines.append(f"Sustained {s['seconds']} s at {s['events_per_s']:,} events/s: RSS max "
+                     f"{s['rss_first_third_max_mib']} MiB in the first third, {s['rss_last_third_max_mib']} MiB "
+                     f"in the last third (peak {s['rss_peak_mib']} MiB).")
+    return "\n".join(lines)
+
+
+def _write(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (out / "ingest.md").write_text(table + "\n")
+    click.echo("\n" + table)

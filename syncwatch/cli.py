@@ -1,0 +1,203 @@
+"""`syncwatch`: one CLI to run each service, the demo, admin tasks and the benchmarks.
+
+Exit codes: 0 success, 1 a Syncwatch error (message on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+
+import click
+
+from syncwatch import __version__
+from syncwatch.errors import SyncwatchError
+from syncwatch.settings import Settings
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SyncwatchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__)
+def main() -> None:
+    """Syncwatch: business-process observability and reconciliation.
+
+    Settings come from SYNCWATCH_* environment variables (and the TOML file named by
+    SYNCWATCH_CONFIG); see the README for the full table.
+    """
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic's ValidationError names the variable and the problem
+        raise SyncwatchError(f"invalid configuration: {exc}") from exc
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", help="Listen address (default SYNCWATCH_HOST).")
+@click.option("--port", type=int, help="Listen port (default SYNCWATCH_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the API and collector (one process owns an embedded store)."""
+    from syncwatch.server import serve as run
+
+    settings = _settings().model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
+    _logging(settings)
+    run(settings)
+
+
+@main.command()
+def up() -> None:
+    """Run everything on this machine: API, collector and, in embedded mode, the scheduled work."""
+    from syncwatch.server import serve as run
+
+    settings = _settings()
+    _logging(settings)
+    run(settings)
+
+
+@main.command()
+@click.option("--for", "duration", type=float, default=None, help="Stop after this many seconds (for scripts).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Simulator seed.")
+@click.option("--fault-rate", type=float, default=0.05, show_default=True, help="Share of faulty flows.")
+@click.option("--day-seconds", type=float, default=2.0, show_default=True,
+              help="Real seconds per simulated business day.")
+def demo(duration: float | None, seed: int, fault_rate: float, day_seconds: float) -> None:
+    """Start the platform on the embedded store and feed it a simulated consulting firm.
+
+    Runs until Ctrl-C / SIGTERM (or --for SECONDS), then drains the writer and stops.
+    """
+    from syncwatch.demo import run_demo
+
+    settings = _settings()
+    _logging(settings)
+    run_demo(settings, duration=duration, seed=seed, fault_rate=fault_rate, day_seconds=day_seconds)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending schema migrations (servers also do this at start-up)."""
+    from syncwatch import schema
+    from syncwatch.store import Store
+
+    store = Store.open(_settings())
+    applied = schema.migrate(store)
+    store.close()
+    click.echo("\n".join(f"applied {m.version:04d}_{m.name}" for m in applied) or "schema is current")
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def query(sql: str, fmt: str) -> None:
+    """Run one read-only SQL statement (through the server's admin API while it holds the store)."""
+    from syncwatch.admin import connect
+
+    admin = connect(_settings())
+    try:
+        columns, rows = admin.query(sql)
+    finally:
+        admin.close()
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=2))
+        return
+    _print_table(columns, rows)
+
+
+def _print_table(columns: list[str], rows: list[list[object]]) -> None:
+    cells = [[str(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (stored hashed)."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who uses the key, e.g. 'salesforce connector'.")
+@click.option("--system", required=True, help="Source system the key speaks for (crm, psa, erp...), or '*'.")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["events", "records", "telemetry", "admin"]), help="Repeat for several.")
+@click.option("--source-prefix", "prefixes", multiple=True,
+              help="Allowed CloudEvents source prefix (default /<system>/).")
+@click.option("--expires", type=click.DateTime(), default=None, help="Expiry time (UTC).")
+def keys_create(name: str, system: str, scopes: tuple[str, ...], prefixes: tuple[str, ...],
+                expires: datetime | None) -> None:
+    """Create a key and print its token once."""
+    from syncwatch.admin import connect
+
+    admin = connect(_settings())
+    try:
+        key_id, token = admin.create_key(name, system, list(scopes), list(prefixes), expires)
+    except ValueError as exc:
+        raise SyncwatchError(str(exc)) from exc
+    finally:
+        admin.close()
+    click.echo(f"key_id: {key_id}\ntoken:  {token}\n(the token is shown only now; store it as a secret)")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    from syncwatch.admin import connect
+
+    admin = connect(_settings())
+    try:
+        rows = admin.list_keys()
+    finally:
+        admin.close()
+    columns = ["key_id", "name", "system", "scopes", "expires_at", "revoked_at"]
+    _print_table(columns, [[r[c] if c != "scopes" else ",".join(r[c]) for c in columns] for r in rows])
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; requests with it are refused (401) from the next key refresh on."""
+    from syncwatch.admin import connect
+
+    admin = connect(_settings())
+    try:
+        if not admin.revoke_key(key_id):
+            raise SyncwatchError(f"no API key {key_id!r}")
+    finally:
+        admin.close()
+    click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print figures (never run as timed tests)."""
+
+
+@bench.command("ingest")
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Duration of each scenario.")
+@click.option("--sustain", type=float, default=0.0, show_default=True,
+              help="Also hold batch-1000 load this many seconds and report RSS over time.")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_ingest(seconds: float, sustain: float, out: str) -> None:
+    """End-to-end ingest throughput (HTTP request to queryable) against the raw insert ceiling."""
+    from syncwatch.bench.ingest import run
+
+    run(seconds=seconds, out_dir=out, sustain_seconds=sustain)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""`syncwatch demo`: the platform on the embedded store, fed by the simulated firm, with progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import click
+import uvicorn
+from fastapi import FastAPI
+
+from syncwatch.server import build_server
+from syncwatch.settings import Settings
+
+SYSTEMS = ("crm", "psa", "erp", "hris", "time", "billing")
+COUNTS_SQL = """
+SELECT
+    (SELECT count() FROM events FINAL),
+    (SELECT count() FROM records FINAL),
+    (SELECT count() FROM otel_traces),
+    (SELECT count() FROM quarantine)
+"""
+
+
+def run_demo(settings: Settings, duration: float | None, seed: int, fault_rate: float, day_seconds: float) -> None:
+    server, app = build_server(settings)
+    stop = threading.Event()
+    threading.Thread(target=_drive, args=(server, app, settings, stop, seed, fault_rate, day_seconds),
+                     name="demo-driver", daemon=True).start()
+    if duration is not None:
+        threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
+    click.echo(f"Syncwatch demo on {settings.base_url} (data in {settings.data_dir}); Ctrl-C to stop.")
+    server.run()  # returns after SIGINT/SIGTERM or --for, once the writer has drained
+    stop.set()
+    click.echo("stopped; everything acknowledged is stored.")
+
+
+def _drive(server: uvicorn.Server, app: FastAPI, settings: Settings, stop: threading.Event, seed: int,
+           fault_rate: float, day_seconds: float) -> None:
+    from syncwatch.simulator import FeedConfig, run_feed
+
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    tokens = {s: app.state.keys.create(f"demo {s}", s, ["events", "records"])[1] for s in SYSTEMS}
+    tokens["telemetry"] = app.state.keys.create("demo telemetry", "*", ["telemetry"])[1]
+    config = FeedConfig(seed=seed, fault_rate=fault_rate, day_seconds=day_seconds,
+                        ground_truth_path=settings.data_dir / "ground_truth.jsonl")
+    feeder = threading.Thread(target=run_feed, args=(settings.base_url, tokens, config, stop),
+                              name="demo-feed", daemon=True)
+    feeder.start()
+    click.echo("feeding: CloudEvents, record snapshots and OTLP spans from crm, psa, erp, hris, time, billing")
+    click.echo("watch it grow from another shell:  .venv/bin/syncwatch query "
+               "\"SELECT type, count() FROM events FINAL GROUP BY type ORDER BY type\"")
+    next_report = 0.0
+    while not (server.should_exit or stop.is_set()):
+        if time.monotonic() >= next_report:
+            _report(app)
+            next_report = time.monotonic() + 5
+        stop.wait(0.2)
+    stop.set()  # stop feeding before the server stops listening
+    feeder.join(timeout=30)
+
+
+def _report(app: FastAPI) -> None:
+    try:
+        events, records, spans, quarantined = app.state.store.query(COUNTS_SQL)[0]
+    except Exception as exc:  # progress output must never take the demo down
+        click.echo(f"(counts unavailable: {exc})")
+        return
+    click.echo(f"stored: {events:,} events  {records:,} records  {spans:,} spans  {quarantined:,} quarantined")

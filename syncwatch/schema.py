@@ -1,0 +1,85 @@
+"""Versioned schema migrations: numbered .sql files applied in order, recorded in a table."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from syncwatch.errors import MigrationError, StoreError
+from syncwatch.store import Store
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    name String,
+    checksum String,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree ORDER BY version
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
+    def statements(self) -> list[str]:
+        return split_statements(self.sql)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration on semicolons that end a line; comments are dropped."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    parts = re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE)
+    return [part.strip() for part in parts if part.strip()]
+
+
+def bundled_migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("syncwatch.migrations").iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
+    return sorted(found, key=lambda m: m.version)
+
+
+def applied_versions(store: Store) -> set[int]:
+    store.command(LEDGER_DDL)
+    return {row[0] for row in store.query("SELECT version FROM schema_migrations FINAL")}
+
+
+def pending(store: Store, migrations: list[Migration] | None = None) -> list[Migration]:
+    done = applied_versions(store)
+    return [m for m in migrations or bundled_migrations() if m.version not in done]
+
+
+def migrate(store: Store, migrations: list[Migration] | None = None) -> list[Migration]:
+    """Apply every pending migration in order; returns those applied."""
+    todo = pending(store, migrations)
+    for migration in todo:
+        for statement in migration.statements():
+            try:
+                store.command(statement)
+            except StoreError as exc:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name} failed: {exc}"
+                ) from exc
+        store.insert_rows(
+            "schema_migrations",
+            [(migration.version, migration.name, migration.checksum)],
+            ["version", "name", "checksum"],
+        )
+    return todo
+
+
+def is_current(store: Store) -> bool:
+    return not pending(store)

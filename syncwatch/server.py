@@ -1,0 +1,26 @@
+"""Running the service under uvicorn: one worker in embedded mode (chDB allows one process)."""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI
+
+from syncwatch.admin import ensure_admin_token
+from syncwatch.settings import Settings
+
+
+def build_server(settings: Settings) -> tuple[uvicorn.Server, FastAPI]:
+    from collector.app import create_app
+
+    if settings.embedded:
+        settings = ensure_admin_token(settings)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
+                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=30)
+    return uvicorn.Server(config), app
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM; shutdown drains the writer into the store."""
+    server, _ = build_server(settings)
+    server.run()

@@ -1,0 +1,194 @@
+"""Acknowledged means stored: kill -9 mid-ingest, store outages, spool-full backpressure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, REPO, Harness, free_port
+
+CE_BATCH = "application/cloudevents-batch+json"
+
+
+def event_batch(prefix: str, n: int, source: str = "/crm/salesforce") -> bytes:
+    return json.dumps([
+        {"specversion": "1.0", "id": f"{prefix}-{i}", "source": source, "type": "crm.account.created",
+         "time": "2026-11-25T10:00:00Z", "datacontenttype": "application/json",
+         "data": {"account_id": f"A-{prefix}-{i}", "name": "Acme", "region": "EMEA"}}
+        for i in range(n)
+    ]).encode()
+
+
+def span_base(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:10]
+
+
+def span_batch(name: str, n: int) -> bytes:
+    """OTLP/JSON spans with unique span ids (otel_traces is a plain MergeTree: no merge-time dedup)."""
+    base = span_base(name)
+    spans = [
+        {"traceId": f"{base}{i:022x}", "spanId": f"{base}{i:06x}", "name": "sync", "kind": 3,
+         "startTimeUnixNano": "1764064800000000000", "endTimeUnixNano": "1764064800100000000"}
+        for i in range(n)
+    ]
+    return json.dumps({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "crm-to-erp"}}]},
+        "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}]}).encode()
+
+
+class ServerProcess:
+    """`syncwatch serve` in a child process with its own embedded store."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "SYNCWATCH_DATA_DIR": str(data_dir), "SYNCWATCH_PORT": str(port),
+                    "SYNCWATCH_ADMIN_TOKEN": ADMIN_TOKEN, "SYNCWATCH_RULES_DIR": str(REPO / "rules"),
+                    "SYNCWATCH_LOG_LEVEL": "warning"}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "syncwatch.cli", "serve"], env=self.env, cwd=REPO)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError("server did not start within 60 s")
+
+    def kill9(self) -> None:
+        assert self.proc
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+    def key(self, system: str, *scopes: str) -> str:
+        body = {"name": "test", "system": system, "scopes": list(scopes)}
+        response = httpx.post(f"{self.url}/api/v1/admin/keys", json=body, headers=self.admin, timeout=30)
+        response.raise_for_status()
+        return response.json()["token"]
+
+    def query(self, sql: str) -> list[list[object]]:
+        response = httpx.post(f"{self.url}/api/v1/admin/query", json={"sql": sql}, headers=self.admin, timeout=60)
+        response.raise_for_status()
+        return response.json()["rows"]
+
+    def wait_drained(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            spool = httpx.get(f"{self.url}/readyz", timeout=5).json()["checks"]["spool"]
+            if spool["pending_bytes"] == 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError("spool did not drain within 60 s")
+
+
+def _pump(url: str, path: str, token: str, content_type: str, make_body: Callable[[str], bytes],
+          prefix: str, acked: list[str], stop: threading.Event) -> None:
+    """Send numbered batches until stopped; remember the batches the server acknowledged."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+    with httpx.Client(timeout=10) as client:
+        n = 0
+        while not stop.is_set():
+            name = f"{prefix}b{n}"
+            try:
+                response = client.post(f"{url}{path}", content=make_body(name), headers=headers)
+            except httpx.HTTPError:
+                return  # the server died mid-request: that batch was never acknowledged
+            if response.status_code == 200:
+                acked.append(name)
+            n += 1
+
+
+EVENTS_PER_BATCH = 200
+SPANS_PER_BATCH = 100
+
+
+@pytest.mark.slow
+def test_kill9_during_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", free_port())
+    server.start()
+    event_token = server.key("crm", "events")
+    span_token = server.key("*", "telemetry")
+    acked_events: list[str] = []
+    acked_spans: list[str] = []
+    try:
+        for round_no in range(3):
+            stop = threading.Event()
+            pumps = [(f"r{round_no}w{w}", "/v1/events", event_token, CE_BATCH,
+                      lambda name: event_batch(name, EVENTS_PER_BATCH), acked_events) for w in range(3)]
+            pumps.append((f"r{round_no}s", "/v1/traces", span_token, "application/json",
+                          lambda name: span_batch(name, SPANS_PER_BATCH), acked_spans))
+            threads = [
+                threading.Thread(target=_pump, args=(server.url, path, token, ctype, make, prefix, acked, stop))
+                for prefix, path, token, ctype, make, acked in pumps
+            ]
+            for t in threads:
+                t.start()
+            time.sleep(1.5 + round_no)
+            server.kill9()
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+            server.start()
+        server.wait_drained()
+        assert acked_events and acked_spans, "nothing was acknowledged before the kills"
+
+        per_batch = dict(server.query(
+            "SELECT splitByChar('-', id)[1] AS batch, count() FROM events FINAL GROUP BY batch"))
+        short = {b: per_batch.get(b, 0) for b in acked_events if per_batch.get(b, 0) != EVENTS_PER_BATCH}
+        assert not short, f"acknowledged event batches not stored whole: {list(short.items())[:5]}"
+        (rows, unique), = server.query("SELECT count(), uniqExact(source, id) FROM events FINAL")
+        assert rows == unique
+
+        spans = dict(server.query("SELECT substring(SpanId, 1, 10) AS batch, count() FROM otel_traces GROUP BY batch"))
+        wrong = {b: spans.get(span_base(b), 0) for b in acked_spans if spans.get(span_base(b), 0) != SPANS_PER_BATCH}
+        assert not wrong, f"acknowledged span batches lost or duplicated: {list(wrong.items())[:5]}"
+        (span_rows, span_unique), = server.query("SELECT count(), uniqExact(SpanId) FROM otel_traces")
+        assert span_rows == span_unique, "a replayed batch was inserted twice"
+    finally:
+        server.stop()
+
+
+def test_store_outage_spools_then_503_then_drains_everything(harness: Harness) -> None:
+    """A real store failure (the events table detached), not a fake: inserts fail until it returns."""
+    app, client = harness.app, harness.client
+    spool = app.state.spool
+    spool.max_bytes = 150_000  # small, so the outage fills it quickly
+    headers = {**harness.auth(harness.key("crm", "events")), "Content-Type": CE_BATCH}
+    harness.store.command("DETACH TABLE events")
+    acked, refused = [], None
+    for n in range(500):
+        response = client.post("/v1/events", content=event_batch(f"out{n}", 50), headers=headers)
+        if response.status_code != 200:
+            refused = response
+            break
+        acked.append(f"out{n}")
+    assert refused is not None and refused.status_code == 503
+    assert refused.headers["Retry-After"].isdigit()
+    assert refused.json()["error"]["code"] == "spool_full"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["writer"]["ok"] is False
+    assert "syncwatch_store_insert_errors_total" in client.get("/metrics").text
+
+    harness.store.command("ATTACH TABLE events")
+    assert harness.count("SELECT count() FROM events FINAL") == len(acked) * 50
+    assert client.post("/v1/events", content=event_batch("after", 50), headers=headers).status_code == 200
+    assert client.get("/readyz").status_code == 200

@@ -1,0 +1,160 @@
+"""The event-type registry: the shipped rules load, validate data, extract keys; bad files are named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from collector.event_registry import EventRegistry, KeyMappingError, RegistryError, TypeMapping
+
+RULES = Path(__file__).resolve().parents[2] / "rules"
+VOCABULARY = {
+    "crm.opportunity.won", "crm.account.created", "erp.customer.created", "psa.project.created",
+    "psa.project.staffed", "psa.assignment.created", "time.entry.submitted", "psa.timesheet.approved",
+    "billing.invoice.created", "erp.invoice.posted", "hris.cost_rate.changed", "integration.sync.failed",
+}
+
+
+@pytest.fixture(scope="module")
+def registry() -> EventRegistry:
+    return EventRegistry.load(RULES)
+
+
+def write_rules(root: Path, schemas: dict[str, object], mappings: dict[str, str]) -> Path:
+    (root / "schemas").mkdir(parents=True)
+    (root / "mappings").mkdir()
+    for name, schema in schemas.items():
+        text = schema if isinstance(schema, str) else json.dumps(schema)
+        (root / "schemas" / name).write_text(text)
+    for name, text in mappings.items():
+        (root / "mappings" / name).write_text(text)
+    return root
+
+
+def test_shipped_vocabulary_has_schema_and_mapping_for_every_type(registry: EventRegistry) -> None:
+    assert set(registry.types) >= VOCABULARY
+    assert registry.validators.keys() >= VOCABULARY
+    assert registry.mappings.keys() >= VOCABULARY
+
+
+def test_valid_timesheet_passes_and_yields_keys_and_dimensions(registry: EventRegistry) -> None:
+    data = {"timesheet_id": "TS-9", "person_id": "E-1", "project_id": "P-17", "period_start": "2024-04-29",
+            "period_end": "2024-05-05", "hours": 38.5, "approved_at": "2024-05-06T09:00:00Z",
+            "entry_ids": ["T-1", "T-2", "T-1"], "region": "emea"}
+    assert registry.validate("psa.timesheet.approved", data) is None
+    assert registry.keys("psa.timesheet.approved", data) == {
+        "timesheet_id": "TS-9", "project_id": "P-17", "person_id": "E-1",
+        "time_entry_ids": '["T-1","T-2"]', "region": "emea",
+    }
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    ({"invoice_id": "I-1", "client_id": "A", "amount": "100", "currency": "EUR", "issued_on": "2024-05-01",
+      "lines": [{"amount": 1}]}, "data.amount must be number"),
+    ({"invoice_id": "I-1", "client_id": "A", "amount": 100, "currency": "euro", "issued_on": "2024-05-01",
+      "lines": [{"amount": 1}]}, "data.currency must match pattern"),
+    ({"invoice_id": "I-1", "client_id": "A", "amount": 100, "currency": "EUR", "lines": [{"amount": 1}]},
+     "must contain ['issued_on'] properties"),
+    ({"invoice_id": "I-1", "client_id": "A", "amount": 100, "currency": "EUR", "issued_on": "1st May",
+      "lines": [{"amount": 1}]}, "data.issued_on must be date"),
+    ([1, 2], "data must be object"),
+])
+def test_schema_violations_are_reported(registry: EventRegistry, data: object, reason: str) -> None:
+    assert reason in (registry.validate("billing.invoice.created", data) or "")
+
+
+def test_many_key_walks_array_elements_dedupes_and_skips_missing(registry: EventRegistry) -> None:
+    data = {"invoice_id": "I-1", "client_id": "A-1", "lines": [
+        {"timesheet_id": "TS-1"}, {"timesheet_id": "TS-2"}, {"amount": 3}, {"timesheet_id": "TS-1"}]}
+    keys = registry.keys("billing.invoice.created", data)
+    assert keys["timesheet_ids"] == '["TS-1","TS-2"]'
+    assert "project_id" not in keys  # absent -> left out, not ""
+
+
+def test_many_key_is_left_out_when_empty(registry: EventRegistry) -> None:
+    assert "timesheet_ids" not in registry.keys("billing.invoice.created", {"invoice_id": "I", "lines": []})
+
+
+def test_scalar_key_texts() -> None:
+    reg = EventRegistry.from_parts({}, {"a.b": TypeMapping({"n": "data.n", "f": "data.f", "t": "data.t",
+                                                            "z": "data.z", "deep": "data.x.y"}, {})})
+    assert reg.keys("a.b", {"n": 17, "f": 2.5, "t": True, "z": None, "x": {"y": "v"}}) == {
+        "n": "17", "f": "2.5", "t": "true", "deep": "v"}
+
+
+def test_object_where_a_key_should_be_raises_key_mapping_error() -> None:
+    reg = EventRegistry.from_parts({}, {"a.b": TypeMapping({"project_id": "data.project"}, {})})
+    with pytest.raises(KeyMappingError, match="project_id"):
+        reg.keys("a.b", {"project": {"id": "P-1"}})
+
+
+def test_unknown_type_is_accepted_without_keys(registry: EventRegistry) -> None:
+    assert not registry.needs_data("acme.custom.thing")
+    assert registry.validate("acme.custom.thing", {"x": 1}) is None
+    assert registry.keys("acme.custom.thing", {"x": 1}) == {}
+
+
+def test_load_collects_every_problem_naming_file_and_field(tmp_path: Path) -> None:
+    root = write_rules(tmp_path, {
+        "psa.project.created.json": {"type": "object", "properties": {"project_id": {"type": "string"}}},
+        "bad name.json": {"type": "object"},
+        "x.broken.json": "{not json",
+        "x.badtype.json": {"type": "objekt"},
+        "x.draft.json": {"$schema": "https://json-schema.org/draft/2020-12/schema"},
+        "x.remote.json": {"$ref": "https://example.com/schema.json"},
+    }, {
+        "psa.yaml": "psa.project.created:\n  keys:\n    project_id: data.projet_id\n  dimension:\n    r: data.r\n",
+        "zz.yaml": "psa.project.created:\n  keys: {}\nBad.Type:\n  keys:\n    Client: data.c\n"
+                     "x.paths:\n  keys:\n    a: date.a\n    b: data.b\n  dimensions:\n    b: data.c\n",
+        "broken.yaml": "a.b: [unclosed\n",
+    })
+    with pytest.raises(RegistryError) as info:
+        EventRegistry.load(root)
+    text = "\n".join(info.value.problems)
+    assert "bad name.json: file name must be the event type" in text
+    assert "x.broken.json: not valid JSON" in text
+    assert "x.badtype.json: invalid JSON Schema" in text
+    assert "x.draft.json: $schema" in text
+    assert "x.remote.json" in text and "remote $ref" in text
+    assert "psa.yaml:4: psa.project.created.dimension: unknown field" in text
+    assert "zz.yaml:1: psa.project.created: already mapped in" in text
+    assert "zz.yaml:3: Bad.Type: not an event type" in text
+    assert "zz.yaml:5: Bad.Type.keys.Client: name must be lowercase" in text
+    assert "zz.yaml:8: x.paths.keys.a: path 'date.a' must be a dotted path into data" in text
+    assert "zz.yaml:11: x.paths.dimensions.b: already a key" in text
+    assert "broken.yaml:2:1: not valid YAML" in text
+
+
+def test_mapped_path_must_be_a_schema_property(tmp_path: Path) -> None:
+    root = write_rules(tmp_path, {
+        "psa.project.created.json": {"type": "object", "properties": {
+            "project_id": {"type": "string"},
+            "lines": {"type": "array", "items": {"type": "object", "properties": {"ts": {"type": "string"}}}}}},
+    }, {"psa.yaml": "psa.project.created:\n  keys:\n    project_id: data.projet_id\n"
+                    "    ts: data.lines[].ts\n    bad: data.lines[].tss\n"})
+    with pytest.raises(RegistryError) as info:
+        EventRegistry.load(root)
+    assert info.value.problems == [
+        "mapping psa.project.created.project_id: path 'data.projet_id': 'projet_id' is not a property in "
+        "schemas/psa.project.created.json",
+        "mapping psa.project.created.bad: path 'data.lines[].tss': 'tss' is not a property in "
+        "schemas/psa.project.created.json",
+    ]
+
+
+def test_from_parts_validates_mappings() -> None:
+    with pytest.raises(RegistryError, match="must be a dotted path into data"):
+        EventRegistry.from_parts({}, {"a.b": TypeMapping({"x": "id"}, {})})
+
+
+def test_schema_validation_does_not_fill_defaults(tmp_path: Path) -> None:
+    root = write_rules(tmp_path, {"a.b.json": {"type": "object", "properties": {"x": {"default": 1}}}}, {})
+    data: dict = {}
+    assert EventRegistry.load(root).validate("a.b", data) is None
+    assert data == {}
+
+
+def test_missing_folders_give_an_empty_registry(tmp_path: Path) -> None:
+    assert EventRegistry.load(tmp_path).types == []

@@ -1,0 +1,80 @@
+"""The writer against the real store: batching, crash windows, segment clean-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from collector.metrics import CollectorMetrics
+from collector.spool import Position, Spool, encode_record
+from collector.writer import BatchWriter
+from syncwatch.model import INGEST_BATCHES, SCHEMAS
+from syncwatch.store import Store
+
+
+def batch_rows(n: int, offset: int) -> pa.Table:
+    """ingest_batches is a plain MergeTree: a duplicate insert would show up as extra rows."""
+    return pa.table({
+        "batch_id": [f"b{offset + i}" for i in range(n)], "received_at": pa.array([0] * n, pa.timestamp("us", "UTC")),
+        "kind": ["event"] * n, "system": ["crm"] * n, "key_id": ["k"] * n, "accepted": [1] * n,
+        "quarantined": [0] * n, "rejected": [0] * n, "bytes": [10] * n,
+    }, schema=SCHEMAS[INGEST_BATCHES])
+
+
+def writer(spool: Spool, store: Store) -> BatchWriter:
+    return BatchWriter(spool, store.insert_arrow, CollectorMetrics(), max_rows=1000, max_delay_s=0.01)
+
+
+def test_crash_between_insert_and_checkpoint_does_not_duplicate(tmp_path: Path, store: Store) -> None:
+    spool = Spool(tmp_path, 10_000_000, 1_000_000)
+    for i in range(5):
+        spool.submit([encode_record(INGEST_BATCHES, batch_rows(100, i * 100))]).result(5)
+    start, end = Position(0, 0), spool.durable
+    records = spool.read_range(start, end)
+    crashed = writer(spool, store)
+    spool.checkpoint(start, (start, end))
+    crashed._insert_tables(start, end, records)  # the insert landed; then the process died
+    spool.close()
+    assert store.query("SELECT count() FROM ingest_batches")[0][0] == 500
+
+    reopened = Spool(tmp_path, 10_000_000, 1_000_000)
+    assert reopened.inflight == (start, end)
+    restarted = writer(reopened, store)
+    restarted.start()
+    assert restarted.wait_until_stored(30)
+    restarted.stop()
+    reopened.close()
+    assert store.query("SELECT count(), uniqExact(batch_id) FROM ingest_batches")[0] == (500, 500)
+
+
+def test_many_requests_become_few_inserts_and_segments_are_dropped(tmp_path: Path, store: Store) -> None:
+    spool = Spool(tmp_path, 10_000_000, 20_000)
+    w = writer(spool, store)
+    for i in range(40):
+        spool.submit([encode_record(INGEST_BATCHES, batch_rows(50, i * 50))]).result(5)
+    w.start()
+    assert w.wait_until_stored(30)
+    assert store.query("SELECT count(), uniqExact(batch_id) FROM ingest_batches")[0] == (2000, 2000)
+    inserts = w.metrics.registry.get_sample_value("syncwatch_writer_batch_seconds_count", {"table": INGEST_BATCHES})
+    assert inserts is not None and inserts < 40, "requests must be batched into fewer inserts"
+    assert len(list(tmp_path.glob("*.wal"))) == 1, "stored segments must be deleted"
+    assert spool.pending_bytes() == 0
+    w.stop()
+    spool.close()
+
+
+def test_store_error_is_retried_with_the_same_range(tmp_path: Path, store: Store) -> None:
+    spool = Spool(tmp_path, 10_000_000, 1_000_000)
+    w = writer(spool, store)
+    store.command("DETACH TABLE ingest_batches")
+    w.start()
+    spool.submit([encode_record(INGEST_BATCHES, batch_rows(10, 0))]).result(5)
+    assert not w.wait_until_stored(1.0)
+    assert w.store_up is False and "ingest_batches" in w.last_error
+    store.command("ATTACH TABLE ingest_batches")
+    assert w.wait_until_stored(30)
+    assert w.store_up is True
+    assert store.query("SELECT count() FROM ingest_batches")[0][0] == 10
+    w.stop()
+    spool.close()
