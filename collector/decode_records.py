@@ -30,7 +30,14 @@ from typing import Annotated, Any
 import msgspec
 import pyarrow as pa
 
-from collector.decode_cloudevents import NonEmpty, check_depth, check_time, decode_json, parse_traceparent
+from collector.decode_cloudevents import (
+    NonEmpty,
+    check_depth,
+    check_time,
+    decode_json,
+    map_array,
+    parse_traceparent,
+)
 from collector.decoded import DecodeContext, Decoded, DecodeError, UnsupportedMediaType
 from syncwatch.model import RECORDS, RECORDS_SCHEMA
 
@@ -123,7 +130,9 @@ def _decoded(rows: list[tuple], system: str, entity: str, ctx: DecodeContext) ->
     names = ("key", "version", "updated_at", "deleted", "fields", "trace_id", "span_id")
     columns = dict(zip(names, cols, strict=True))
     columns |= {"system": [system] * n, "entity": [entity] * n, "received_at": [ctx.received_at] * n}
-    table = pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in RECORDS_SCHEMA], schema=RECORDS_SCHEMA)
+    arrays = [map_array(columns[f.name]) if f.name == "fields" else pa.array(columns[f.name], f.type)
+              for f in RECORDS_SCHEMA]
+    table = pa.Table.from_arrays(arrays, schema=RECORDS_SCHEMA)
     decoded = Decoded(accepted=n)
     decoded.add(RECORDS, table)
     return decoded

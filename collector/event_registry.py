@@ -23,11 +23,14 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Required, TypedDict
 
 import fastjsonschema
 import msgspec
+from fastjsonschema.draft04 import DOLLAR_FINDER
+from fastjsonschema.draft07 import CodeGeneratorDraft07
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
@@ -41,6 +44,7 @@ SUPPORTED_DRAFTS = ("http://json-schema.org/draft-07/schema", "http://json-schem
 MAPPING_SECTIONS = ("keys", "dimensions")
 
 Validator = Callable[[Any], Any]
+_ANY = msgspec.json.Decoder()
 Step = tuple[str, bool]  # (object member, walk every element of the array found there)
 
 
@@ -74,6 +78,9 @@ def _getter(path: str) -> tuple[Getter, bool]:
     """A function data -> value (or list of values for a many path) and whether the path is many."""
     segments = path.split(".")[1:]  # the leading "data" is the event's data itself
     steps = tuple((s.removesuffix("[]"), s.endswith("[]")) for s in segments)
+    if [each for _, each in steps] == [False] * (len(steps) - 1) + [True]:  # data.a.ids[]: one array
+        members = tuple(m for m, _ in steps)
+        return (lambda data: v if type(v := _follow(data, members)) is list else []), True
     if any(each for _, each in steps):
         return (lambda data: list(_walk(data, steps))), True
     if len(steps) == 1:  # the common case, kept to one dict lookup
@@ -113,6 +120,8 @@ def key_text(value: Any, what: str) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return msgspec.json.encode(value).decode()
+    if type(value) is date:  # from the fast path's `format: date`; the same text as sent
+        return value.isoformat()
     raise KeyMappingError(f"{what} must be a string, number or boolean, got {_json_kind(value)}")
 
 
@@ -126,12 +135,18 @@ class EventRegistry:
 
     validators: dict[str, Validator] = field(default_factory=dict)
     mappings: dict[str, TypeMapping] = field(default_factory=dict)
+    schemas: dict[str, dict] = field(default_factory=dict)
     _getters: dict[str, tuple[tuple[str, Getter, bool], ...]] = field(default_factory=dict, repr=False)
+    _members: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, repr=False)
+    _fast: dict[str, msgspec.json.Decoder] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._getters = {
-            t: tuple((name, *_getter(path)) for name, path in m.paths().items()) for t, m in self.mappings.items()
-        }
+        self._fast = {t: d for t, s in self.schemas.items() if t in self.validators and (d := fast_decoder(s, t))}
+        # one-segment paths (data.x), the common case, are plain dict lookups in keys()
+        self._members = {t: tuple((n, p[5:]) for n, p in m.paths().items() if p.count(".") == 1 and "[" not in p)
+                         for t, m in self.mappings.items()}
+        self._getters = {t: tuple((n, *_getter(p)) for n, p in m.paths().items() if (n, p[5:]) not in self._members[t])
+                         for t, m in self.mappings.items()}
 
     @classmethod
     def from_parts(cls, schemas: Mapping[str, dict], mappings: Mapping[str, TypeMapping]) -> EventRegistry:
@@ -142,7 +157,7 @@ class EventRegistry:
             _parse_mapping(t, {"keys": m.keys, "dimensions": m.dimensions}, "<mappings>", None, problems)
         if problems:
             raise RegistryError(problems)
-        return cls(validators, dict(mappings))
+        return cls(validators, dict(mappings), dict(schemas))
 
     @classmethod
     def load(cls, rules_dir: Path | str) -> EventRegistry:
@@ -157,7 +172,7 @@ class EventRegistry:
                 _check_paths(event_type, mapping, schemas[event_type], problems)
         if problems:
             raise RegistryError(problems)
-        return cls(validators, mappings)
+        return cls(validators, mappings, schemas)
 
     @property
     def types(self) -> list[str]:
@@ -165,7 +180,7 @@ class EventRegistry:
 
     def needs_data(self, event_type: str) -> bool:
         """Whether validate()/keys() look at this type's data (so a decoder can skip parsing it)."""
-        return event_type in self.validators or event_type in self._getters
+        return event_type in self.validators or event_type in self.mappings
 
     def validate(self, event_type: str, data: Any) -> str | None:
         """The reason `data` violates the schema registered for `event_type`, or None if it conforms."""
@@ -178,12 +193,35 @@ class EventRegistry:
             return exc.message
         return None
 
+    def check_json(self, event_type: str, doc: bytes) -> tuple[Any, str | None]:
+        """Parse JSON data and validate it: (data, violation or None); same verdict as validate().
+
+        Fast path: a msgspec type compiled from the schema parses and validates in C. It is never
+        more lenient than the schema, so when it refuses, fastjsonschema gives the verdict and reason.
+        """
+        fast = self._fast.get(event_type)
+        if fast is not None:
+            try:
+                return fast.decode(doc), None
+            except msgspec.ValidationError:
+                pass
+        data = _ANY.decode(doc)
+        return data, self.validate(event_type, data)
+
     def keys(self, event_type: str, data: Any) -> dict[str, str]:
         """Business keys and dimensions of one event; absent or null paths are left out.
 
         Raises KeyMappingError when a path meets an object or array where a scalar should be.
         """
         out: dict[str, str] = {}
+        if type(data) is dict:
+            get_member = data.get
+            for name, member in self._members.get(event_type, ()):
+                value = get_member(member)
+                if type(value) is str:
+                    out[name] = value
+                elif value is not None:
+                    out[name] = key_text(value, f"key {name!r}")
         for name, get, many in self._getters.get(event_type, ()):
             value = get(data)
             if many:
@@ -194,6 +232,121 @@ class EventRegistry:
             elif value is not None:
                 out[name] = key_text(value, f"key {name!r}")
         return out
+
+
+# --- the msgspec fast path ---------------------------------------------------------------------------
+# A draft-07 subset compiled to msgspec types that accept only what fastjsonschema accepts (same
+# regexes, same bounds); anything else in a schema means no fast path for that type. TypedDicts
+# ignore undeclared members, which is what a schema without additionalProperties allows.
+
+_ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description", "default", "examples"}
+_FORMATS = CodeGeneratorDraft07.FORMAT_REGEXS
+_INT64 = range(-(2**63), 2**63)
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def fast_decoder(schema: dict, name: str) -> msgspec.json.Decoder | None:
+    try:
+        return msgspec.json.Decoder(_fast_type(schema, name.replace(".", "_")))
+    except (_Unsupported, TypeError, ValueError, re.error):
+        return None
+
+
+def _fast_type(s: Any, name: str) -> Any:
+    if not isinstance(s, dict):
+        raise _Unsupported
+    rest = set(s) - _ANNOTATIONS
+    kind = s.get("type")
+    if "enum" in s:
+        if rest - {"enum", "type"} or kind not in (None, "string") or not all(isinstance(v, str) for v in s["enum"]):
+            raise _Unsupported
+        return Literal[tuple(s["enum"])]
+    nullable = isinstance(kind, list) and "null" in kind
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        if len(kinds) != 1:
+            raise _Unsupported
+        kind = kinds[0]
+    if kind is None:
+        if rest:
+            raise _Unsupported
+        return Any
+    build = {"object": _fast_object, "array": _fast_array, "string": _fast_string, "number": _fast_number,
+             "integer": _fast_integer, "boolean": _fast_boolean}.get(kind)
+    if build is None:
+        raise _Unsupported
+    t = build(s, rest - {"type"}, name)
+    return t | None if nullable else t
+
+
+def _only(rest: set[str], allowed: set[str]) -> None:
+    if rest - allowed:
+        raise _Unsupported
+
+
+def _fast_object(s: dict, rest: set[str], name: str) -> Any:
+    _only(rest, {"properties", "required", "additionalProperties"})
+    if s.get("additionalProperties", True) is not True:
+        raise _Unsupported
+    properties, required = s.get("properties") or {}, s.get("required") or []
+    if not properties and not required:
+        return dict[str, Any]
+    fields = {k: _fast_type(v, f"{name}_{k}") for k, v in properties.items()}
+    fields |= {k: Required[fields.get(k, Any)] for k in required}
+    return TypedDict(name, fields, total=False)  # type: ignore[operator]
+
+
+def _fast_array(s: dict, rest: set[str], name: str) -> Any:
+    _only(rest, {"items", "minItems", "maxItems", "uniqueItems"})
+    if s.get("uniqueItems"):
+        raise _Unsupported
+    item = _fast_type(s["items"], f"{name}_item") if "items" in s else Any
+    return _constrained(list[item], min_length=s.get("minItems"), max_length=s.get("maxItems"))
+
+
+def _fast_string(s: dict, rest: set[str], name: str) -> Any:
+    _only(rest, {"minLength", "maxLength", "pattern", "format"})
+    if rest == {"format"} and s["format"] == "date":
+        return date  # msgspec's RFC 3339 full-date is stricter than the format regex; key_text restores the text
+    lookaheads = []
+    if "pattern" in s:  # search semantics, and fastjsonschema's '$' -> '\Z'
+        lookaheads.append(r"(?=[\s\S]*?(?:" + DOLLAR_FINDER.sub(r"\\Z", s["pattern"]) + "))")
+    if s.get("format") in _FORMATS:  # match semantics (an unknown format is not checked by either)
+        lookaheads.append("(?=(?:" + _FORMATS[s["format"]] + "))")
+    pattern = "^" + "".join(lookaheads) if lookaheads else None
+    return _constrained(str, min_length=s.get("minLength"), max_length=s.get("maxLength"), pattern=pattern)
+
+
+def _bounds(s: dict) -> dict[str, Any]:
+    bounds = {"ge": s.get("minimum"), "le": s.get("maximum"), "gt": s.get("exclusiveMinimum"),
+              "lt": s.get("exclusiveMaximum")}
+    if any(v is not None and (type(v) is not int or v not in _INT64) for v in bounds.values()):
+        raise _Unsupported  # keep ints ints: a fractional or huge bound gets no fast path
+    return bounds
+
+
+def _fast_number(s: dict, rest: set[str], name: str) -> Any:
+    _only(rest, {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+    bounds = _bounds(s)
+    return _constrained(int, **bounds) | _constrained(float, **bounds)
+
+
+def _fast_integer(s: dict, rest: set[str], name: str) -> Any:
+    _only(rest, {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+    return _constrained(int, **_bounds(s))
+
+
+def _fast_boolean(s: dict, rest: set[str], name: str) -> Any:
+    _only(rest, set())
+    return bool
+
+
+def _constrained(t: Any, **meta: Any) -> Any:
+    meta = {k: v for k, v in meta.items() if v is not None}
+    return Annotated[t, msgspec.Meta(**meta)] if meta else t
 
 
 # --- loading -----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ file the server wrote into the data directory.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from datetime import datetime
@@ -116,8 +117,25 @@ def ensure_admin_token(settings: Settings) -> Settings:
     return settings.model_copy(update={"admin_token": path.read_text().strip()})
 
 
+def _held_by_another_process(settings: Settings) -> bool:
+    """Whether a server holds the embedded store: ClickHouse keeps an flock on `<path>/status`.
+    Checking first spares the user the engine's own error text on stderr."""
+    status = Path(settings.dsn.removeprefix("chdb://")) / "status"
+    if not settings.embedded or not status.exists():
+        return False
+    with open(status, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
 def connect(settings: Settings) -> Admin:
     try:
+        if _held_by_another_process(settings):
+            raise StoreLockedError(settings.dsn)
         return DirectAdmin(Store.open(settings))
     except StoreLockedError:
         token = admin_token(settings)

@@ -45,6 +45,7 @@ def _settings() -> Settings:
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns everything else
 
 
 @main.command()
@@ -72,9 +73,10 @@ def up() -> None:
 @main.command()
 @click.option("--for", "duration", type=float, default=None, help="Stop after this many seconds (for scripts).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Simulator seed.")
-@click.option("--fault-rate", type=float, default=0.05, show_default=True, help="Share of faulty flows.")
-@click.option("--day-seconds", type=float, default=2.0, show_default=True,
-              help="Real seconds per simulated business day.")
+@click.option("--fault-rate", type=float, default=0.03, show_default=True,
+              help="Share of each kind of integration step that goes wrong (lost, late, wrong...).")
+@click.option("--day-seconds", type=float, default=1.0, show_default=True,
+              help="Real seconds per simulated day (the feed covers the last 180 days up to today).")
 def demo(duration: float | None, seed: int, fault_rate: float, day_seconds: float) -> None:
     """Start the platform on the embedded store and feed it a simulated consulting firm.
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
+from datetime import date, timedelta
 
 import click
 import uvicorn
 from fastapi import FastAPI
 
+from syncwatch.errors import SyncwatchError
 from syncwatch.server import build_server
 from syncwatch.settings import Settings
 
 SYSTEMS = ("crm", "psa", "erp", "hris", "time", "billing")
+DEMO_DAYS = 180
+DEMO_MARKER = "DEMO"
 COUNTS_SQL = """
 SELECT
     (SELECT count() FROM events FINAL),
@@ -23,6 +28,8 @@ SELECT
 
 
 def run_demo(settings: Settings, duration: float | None, seed: int, fault_rate: float, day_seconds: float) -> None:
+    if settings.embedded:
+        _fresh_demo_store(settings)
     server, app = build_server(settings)
     stop = threading.Event()
     threading.Thread(target=_drive, args=(server, app, settings, stop, seed, fault_rate, day_seconds),
@@ -35,6 +42,22 @@ def run_demo(settings: Settings, duration: float | None, seed: int, fault_rate: 
     click.echo("stopped; everything acknowledged is stored.")
 
 
+def _fresh_demo_store(settings: Settings) -> None:
+    """Every demo starts from an empty store (the seeded feed would otherwise only repeat itself),
+    but never wipes a data directory that holds anything other than an earlier demo."""
+    marker = settings.data_dir / DEMO_MARKER
+    store_dir, spool_dir = settings.data_dir / "store", settings.spool_path
+    if (store_dir.exists() or spool_dir.exists()) and not marker.exists():
+        raise SyncwatchError(
+            f"{settings.data_dir} holds data that is not from a demo; "
+            "set SYNCWATCH_DATA_DIR to another directory for the demo"
+        )
+    shutil.rmtree(store_dir, ignore_errors=True)
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("this data directory belongs to `syncwatch demo`, which empties it at each start\n")
+
+
 def _drive(server: uvicorn.Server, app: FastAPI, settings: Settings, stop: threading.Event, seed: int,
            fault_rate: float, day_seconds: float) -> None:
     from syncwatch.simulator import FeedConfig, run_feed
@@ -45,7 +68,10 @@ def _drive(server: uvicorn.Server, app: FastAPI, settings: Settings, stop: threa
         time.sleep(0.05)
     tokens = {s: app.state.keys.create(f"demo {s}", s, ["events", "records"])[1] for s in SYSTEMS}
     tokens["telemetry"] = app.state.keys.create("demo telemetry", "*", ["telemetry"])[1]
-    config = FeedConfig(seed=seed, fault_rate=fault_rate, day_seconds=day_seconds,
+    # Half a year of history up to today, one simulated day every `day_seconds`: the feed never
+    # runs into future dates, which would confuse every "overdue" computation.
+    config = FeedConfig(seed=seed, fault_rate=fault_rate, days=DEMO_DAYS, pace=day_seconds,
+                        start_date=date.today() - timedelta(days=DEMO_DAYS),
                         ground_truth_path=settings.data_dir / "ground_truth.jsonl")
     feeder = threading.Thread(target=run_feed, args=(settings.base_url, tokens, config, stop),
                               name="demo-feed", daemon=True)
@@ -53,11 +79,14 @@ def _drive(server: uvicorn.Server, app: FastAPI, settings: Settings, stop: threa
     click.echo("feeding: CloudEvents, record snapshots and OTLP spans from crm, psa, erp, hris, time, billing")
     click.echo("watch it grow from another shell:  .venv/bin/syncwatch query "
                "\"SELECT type, count() FROM events FINAL GROUP BY type ORDER BY type\"")
-    next_report = 0.0
+    next_report, announced = 0.0, False
     while not (server.should_exit or stop.is_set()):
         if time.monotonic() >= next_report:
             _report(app)
             next_report = time.monotonic() + 5
+        if not feeder.is_alive() and not announced:
+            announced = True
+            click.echo(f"feed finished ({DEMO_DAYS} simulated days up to today); the platform keeps running")
         stop.wait(0.2)
     stop.set()  # stop feeding before the server stops listening
     feeder.join(timeout=30)

@@ -16,7 +16,7 @@ def build_server(settings: Settings) -> tuple[uvicorn.Server, FastAPI]:
         settings = ensure_admin_token(settings)
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
-                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=30)
+                            log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=30)
     return uvicorn.Server(config), app
 
 

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +63,8 @@ def event_template(n: int) -> bytes:
          "type": "psa.timesheet.approved", "time": "2026-11-25T10:00:00Z", "datacontenttype": "application/json",
          "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
          "data": {"timesheet_id": f"TS-{i}", "person_id": f"E-{i % 700}", "project_id": f"P-{i % 90}",
-                  "week": "2026-W47", "hours": 38.5, "billable_hours": 36.0, "approved_by": "M-12",
+                  "period_start": "2026-11-16", "period_end": "2026-11-22", "hours": 38.5,
+                  "billable_hours": 36.0, "approved_at": "2026-11-24T09:12:00Z", "approver_id": "M-12",
                   "region": "EMEA", "legal_entity": "ACME-DE", "service_line": "Cloud"}}
         for i in range(n)
     ]
@@ -76,7 +78,7 @@ def span_template(n: int) -> bytes:
 
     now = time.time_ns()
     spans = [
-        Span(trace_id=SPAN_MARK + struct.pack(">QI", i, 0), span_id=SPAN_MARK + struct.pack(">I", i),
+        Span(trace_id=SPAN_MARK + struct.pack(">QI", i, 1), span_id=SPAN_MARK + struct.pack(">I", i),
              name="sync timesheet", kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=now,
              end_time_unix_nano=now + 120_000_000,
              attributes=[KeyValue(key="timesheet.id", value=AnyValue(string_value=f"TS-{i}")),
@@ -89,7 +91,7 @@ def span_template(n: int) -> bytes:
 
 
 def _pump(server: ServerProcess, path: str, headers: dict[str, str], template: bytes, per_request: int,
-          unique: callable, deadline: float, result: Scenario, lock: threading.Lock) -> None:  # type: ignore[valid-type]
+          unique: Callable[[bytes, int], bytes], deadline: float, result: Scenario, lock: threading.Lock) -> None:
     with httpx.Client(timeout=60) as client:
         n = 0
         while time.monotonic() < deadline:
@@ -110,7 +112,8 @@ def _pump(server: ServerProcess, path: str, headers: dict[str, str], template: b
 
 
 def run_threads(server: ServerProcess, name: str, path: str, token: str, content_type: str, template: bytes,
-                per_request: int, clients: int, seconds: float, count_sql: str, unique: callable) -> Scenario:  # type: ignore[valid-type]
+                per_request: int, clients: int, seconds: float, count_sql: str,
+                unique: Callable[[bytes, int, int], bytes]) -> Scenario:
     result, lock = Scenario(name), threading.Lock()
     before = server.scalar(count_sql)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
@@ -140,12 +143,17 @@ def _wait_queryable(server: ServerProcess, count_sql: str, expected: int, start:
     result.summarize()
 
 
-def unique_events(template: bytes, client: int, n: int) -> bytes:
-    return template.replace(PLACEHOLDER, f"{client:03d}{n:07d}".encode())
+def unique_events(tag: str) -> Callable[[bytes, int, int], bytes]:
+    """Ids `<tag><client><n>` (10 characters): unique across scenarios, or dedup would hide rows."""
+
+    def make(template: bytes, client: int, n: int) -> bytes:
+        return template.replace(PLACEHOLDER, f"{tag}{client:02d}{n:07d}".encode())
+
+    return make
 
 
 def unique_spans(template: bytes, client: int, n: int) -> bytes:
-    return template.replace(SPAN_MARK, struct.pack(">I", (client << 24) | n))
+    return template.replace(SPAN_MARK, struct.pack(">I", (client + 1) << 24 | n))  # never an all-zero id
 
 
 WRK_SCRIPT = """
@@ -175,12 +183,13 @@ def run_single_wrk(server: ServerProcess, token: str, clients: int, seconds: flo
                           "-s", fh.name], capture_output=True, text=True, check=True).stdout
     result.seconds = time.monotonic() - start
     os.unlink(fh.name)
+    Path(tempfile.gettempdir(), "syncwatch-wrk.out").write_text(out)
     result.requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result.refused = int(non2xx.group(1)) if non2xx else 0
     result.items = result.requests - result.refused
-    result.p50_ms = _wrk_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    result.p99_ms = _wrk_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    result.p50_ms = _wrk_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    result.p99_ms = _wrk_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     stored = _wait_until_stable(server, count_sql)
     result.items = stored - before  # wrk counts requests it cut off at the end; the store is the truth
     result.queryable_seconds = time.monotonic() - start
@@ -250,7 +259,7 @@ def _scenarios(server: ServerProcess, seconds: float) -> list[Scenario]:
     for name, template, per, clients, ctype in plans:
         click.echo(f"{name} ({clients} clients, {seconds:.0f} s) ...")
         results.append(run_threads(server, name, "/v1/events", events_key, ctype, template, per, clients,
-                                   seconds, count_events, unique_events))
+                                   seconds, count_events, unique_events(str(len(results)))))
     click.echo(f"CloudEvents, single-event requests (16 clients, {seconds:.0f} s) ...")
     results.append(run_single_wrk(server, events_key, 16, seconds))
     click.echo(f"OTLP spans, protobuf, batches of 1,000 (4 clients, {seconds:.0f} s) ...")
@@ -266,7 +275,7 @@ def _sustain(server: ServerProcess, seconds: float) -> dict[str, object]:
     server.rss_samples.clear()
     key = server.key("psa", "events")
     result = run_threads(server, "sustained", "/v1/events", key, CE_BATCH, event_template(1000), 1000, 2,
-                         seconds, "SELECT count() FROM events", unique_events)
+                         seconds, "SELECT count() FROM events", unique_events("s"))
     rss = [r for _, r in server.rss_samples]
     third = max(1, len(rss) // 3)
     return {"seconds": round(result.seconds), "events_per_s": round(result.rate),

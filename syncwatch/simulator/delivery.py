@@ -56,13 +56,13 @@ SPANS_PER_BATCH = 512
 
 @dataclass
 class FeedConfig:
-    """What to simulate and how fast. Faults: `faults` if given, else every knob at `fault_rate`."""
+    """What to simulate and how fast. Faults: `faults` if given, else FaultKnobs.uniform(fault_rate)."""
 
     seed: int = 7
     consultants: int = 60
     clients: int = 20
     days: int | None = 60  # simulated days to run; None: until stopped
-    fault_rate: float = 0.03  # probability of each fault type at each eligible step
+    fault_rate: float = 0.03  # share of each kind of step that goes wrong (FaultKnobs.uniform)
     faults: FaultKnobs | None = None
     events_per_batch: int = 200  # events (or records) per request
     start_date: date | None = None  # first simulated day; default: `days` (or 90) days before today
@@ -269,6 +269,7 @@ class Delivery:
         batches += [Batch("spans", "telemetry", spans[i:i + SPANS_PER_BATCH], d)
                     for i in range(0, len(spans), SPANS_PER_BATCH)]
         return batches
+
 
 def _ms(delta: timedelta) -> float:
     return delta.total_seconds() * 1000

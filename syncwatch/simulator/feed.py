@@ -288,6 +288,8 @@ def run_feed(base_url: str, tokens: dict[str, str], config: FeedConfig, stop: th
                     break
                 began = time.monotonic()
                 for batch in feed.run_day(d):
+                    if stop.is_set():
+                        break
                     transport.send(batch)
                 stats.days += 1
                 stats.simulated_day = d.isoformat()

@@ -63,6 +63,7 @@ class FeedStats:
     events_sent: int = 0
     records_sent: int = 0
     spans_sent: int = 0
+    spans_failed: int = 0  # spans the OTLP exporter could not deliver (see its log for why)
     accepted: int = 0
     quarantined: int = 0
     rejected: int = 0
@@ -101,7 +102,7 @@ class Transport:
 
     def close(self) -> None:
         self.spans.shutdown()
-        self.stats.spans_sent = self.spans.exported
+        self.stats.spans_sent, self.stats.spans_failed = self.spans.exported, self.spans.failed
         self.http.close()
 
     def _token(self, system: str) -> str:
@@ -114,7 +115,7 @@ class Transport:
         if batch.kind == "spans":
             self.spans.replay(batch.items)
             self.spans.flush()
-            self.stats.spans_sent = self.spans.exported
+            self.stats.spans_sent, self.stats.spans_failed = self.spans.exported, self.spans.failed
             self.stats.batches += 1
             return
         if batch.kind == "events":
@@ -260,6 +261,10 @@ class SpanReplayer:
     @property
     def exported(self) -> int:
         return sum(exporter.exported for _, exporter in self.providers.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(exporter.failed for _, exporter in self.providers.values())
 
     def flush(self) -> None:
         for provider, _ in self.providers.values():

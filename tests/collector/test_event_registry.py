@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.event_registry import EventRegistry, KeyMappingError, RegistryError, TypeMapping
 
@@ -158,3 +161,83 @@ def test_schema_validation_does_not_fill_defaults(tmp_path: Path) -> None:
 
 def test_missing_folders_give_an_empty_registry(tmp_path: Path) -> None:
     assert EventRegistry.load(tmp_path).types == []
+
+
+# --- the msgspec fast path must never accept what the schema refuses, nor change keys -------------------------
+
+EXAMPLES: dict[str, dict] = {
+    "crm.account.created": {"account_id": "A-1", "name": "Acme", "country": "DE", "region": "emea",
+                            "created_at": "2024-05-01T10:00:00Z"},
+    "crm.opportunity.won": {"opportunity_id": "O-1", "account_id": "A-1", "amount": 250000, "currency": "EUR",
+                            "won_at": "2024-05-01T10:00:00+02:00", "expected_start": "2024-06-01",
+                            "billing_type": "fixed_price", "service_line": "cloud"},
+    "erp.customer.created": {"customer_id": "C-1", "crm_account_id": "A-1", "name": "Acme", "currency": "EUR",
+                             "payment_terms_days": 30},
+    "psa.project.created": {"project_id": "P-1", "client_id": "A-1", "name": "Apollo", "currency": "EUR",
+                            "budget_amount": 1.5e5, "start_date": "2024-06-01", "billing_type": "retainer"},
+    "psa.project.staffed": {"project_id": "P-1", "staffed_at": "2024-06-01T08:00:00Z", "assignment_ids": ["S-1"],
+                            "headcount": 1},
+    "psa.assignment.created": {"assignment_id": "S-1", "project_id": "P-1", "person_id": "E-1",
+                               "start_date": "2024-06-01", "allocation_percent": 50, "rate_unit": "hour"},
+    "time.entry.submitted": {"entry_id": "T-1", "person_id": "E-1", "project_id": "P-1", "work_date": "2024-06-03",
+                             "hours": 7.5, "billable": True},
+    "psa.timesheet.approved": {"timesheet_id": "TS-1", "person_id": "E-1", "project_id": "P-1",
+                               "period_start": "2024-06-03", "period_end": "2024-06-09", "hours": 40,
+                               "approved_at": "2024-06-10T09:00:00Z", "entry_ids": ["T-1"]},
+    "billing.invoice.created": {"invoice_id": "I-1", "client_id": "A-1", "amount": 100, "currency": "EUR",
+                                "issued_on": "2024-06-30", "lines": [{"timesheet_id": "TS-1", "amount": 100}]},
+    "erp.invoice.posted": {"invoice_id": "I-1", "erp_document_id": "D-1", "customer_id": "C-1", "amount": 100,
+                           "currency": "EUR", "posted_at": "2024-07-01T00:00:00Z", "period": "2024-07"},
+    "hris.cost_rate.changed": {"person_id": "E-1", "cost_rate": 80, "currency": "EUR", "effective_from": "2024-01-01",
+                               "unit": "hour"},
+    "integration.sync.failed": {"integration": "crm-to-psa", "source_system": "crm", "target_system": "psa",
+                                "object_type": "opportunity", "object_id": "O-1", "error_code": "E42",
+                                "failed_at": "2024-06-01T00:00:00Z", "attempt": 1, "retryable": False},
+}
+
+_TRICKY = st.sampled_from([
+    "", "x", "EUR", "EUR\n", "eur", "2024-02-29", "2023-02-29", "0000-01-01", "2024-06-01 ",
+    "\uff11\uff12\uff13\uff14-05-01",  # fullwidth digits: \d matches them, a date must not
+    "2024-06-01T08:00:00Z", "2024-06-01 08:00:00Z", "2024-06-01T08:00:00", "2024-06-01T24:00:00Z", "2024-07",
+    "2024-13", "hour", "fixed_price", "DE", "de", "a" * 129, 0, 1, -1, 1.5, -0.5, 24, 24.0001, 744, 100, 101, 1e300,
+    2**64, True, False, None, [], ["a"], [1], [{"amount": 1}], [{"timesheet_id": 1, "amount": 1}], {}, {"a": 1},
+])
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_fast_path_agrees_with_fastjsonschema(registry: EventRegistry, data: st.DataObject) -> None:
+    event_type = data.draw(st.sampled_from(sorted(EXAMPLES)))
+    doc = dict(EXAMPLES[event_type])
+    names = [*sorted(registry.schemas[event_type]["properties"]), "extra"]
+    for name in data.draw(st.lists(st.sampled_from(names), max_size=3)):
+        if data.draw(st.booleans()):
+            doc[name] = data.draw(_TRICKY)
+        else:
+            doc.pop(name, None)
+    text = json.dumps(doc).encode()
+    parsed = json.loads(text)
+    verdict = registry.validate(event_type, parsed)
+    fast = registry._fast[event_type]
+    try:
+        fast_data = fast.decode(text)
+    except msgspec.ValidationError:
+        fast_data = None
+    if fast_data is not None:
+        assert verdict is None, f"fast path accepted what the schema refuses: {verdict}"
+    checked, reason = registry.check_json(event_type, text)
+    assert reason == verdict
+    if verdict is None:
+        try:
+            expected = registry.keys(event_type, parsed)
+        except KeyMappingError:
+            return
+        assert registry.keys(event_type, checked) == expected
+
+
+def test_every_shipped_schema_has_a_fast_path_and_its_example_is_valid(registry: EventRegistry) -> None:
+    assert set(EXAMPLES) == VOCABULARY
+    for event_type, example in EXAMPLES.items():
+        assert registry.validate(event_type, example) is None, event_type
+        assert event_type in registry._fast, event_type
+        registry._fast[event_type].decode(json.dumps(example).encode())

@@ -175,7 +175,6 @@ def test_mappings_find_the_business_keys() -> None:
     for event in events(batches):
         keys = registry.keys(event["type"], event["data"])
         assert expected.get(event["type"], set()) <= keys.keys(), event["type"]
-        assert keys.get("region", "x") and keys.get("legal_entity", "x")
 
 
 def test_schema_breaking_faults_fail_validation() -> None:
@@ -302,7 +301,7 @@ def test_feed_lands_in_the_store(live_server: Any, tmp_path: Path) -> None:
     seen: list[int] = []
     stats = run_feed(live_server.base_url, tokens, cfg, progress=lambda s: seen.append(s.days))
     live_server.flush()
-    assert seen == list(range(1, 41)) and stats.failed_requests == 0
+    assert seen == list(range(1, 41)) and stats.failed_requests == stats.spans_failed == 0
     truth = read_ground_truth(truth_path)
     assert stats.faults_injected == len(truth) and stats.faults == dict(Counter(f.fault for f in truth))
     _, batches = run(cfg)  # the same feed, to know exactly what was sent
