@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from collector.auth import KeyRing
+from collector.auth import SECURITY_SCHEMES, KeyRing
 from collector.errors import IngestHTTPError
 from collector.event_registry import EventRegistry
+from collector.fastpath import IngestFastPath
 from collector.metrics import CollectorMetrics
 from collector.routes import admin, events, health, otlp, records
 from collector.spool import Spool
@@ -64,10 +66,26 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     for router in (health.router, otlp.router, events.router, records.router, admin.router):
         app.include_router(router)
     _install_error_handlers(app)
+    _document_security(app)
+    app.add_middleware(IngestFastPath)
     if settings.self_traces_endpoint:
         provider = tracer_provider(settings.self_traces_endpoint)
         app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("syncwatch.collector"))
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare the bearer scheme the routes reference (they authorize in code, not by dependency)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -32,15 +32,17 @@ import msgspec
 import pyarrow as pa
 
 from collector.decoded import (
+    SMALL_BATCH_ROWS,
     DecodeContext,
     Decoded,
     DecodeError,
+    Rows,
     SourceNotAllowed,
     UnsupportedMediaType,
     quarantine_rows,
 )
 from collector.event_registry import EventRegistry, KeyMappingError
-from syncwatch.model import EVENTS, EVENTS_SCHEMA, QUARANTINE, STR, US
+from syncwatch.model import EVENTS, EVENTS_SCHEMA, QUARANTINE, STR
 
 KIND = "event"  # the ingest kind: quarantine.kind and ingest_batches.kind
 STRUCTURED = "application/cloudevents+json"
@@ -220,6 +222,15 @@ class _Builder:
         self.rows.append((env.type, env.source, env.id, env.specversion, event_time, env.subject or "",
                           env.datacontenttype or "", env.dataschema or "", trace_id, span_id, keys, text, extensions))
 
+    def _columns(self) -> dict[str, list[Any]]:
+        n = len(self.rows)
+        names = [f.name for f in EVENTS_SCHEMA if f.name not in ("system", "received_at")]
+        columns = list(zip(*self.rows, strict=True)) if n else [() for _ in names]
+        out: dict[str, list[Any]] = {name: list(col) for name, col in zip(names, columns, strict=True)}
+        out["system"] = [self.ctx.system] * n
+        out["received_at"] = [self.ctx.received_at] * n
+        return out
+
     def _event_json(self, index: int) -> bytes:
         """The event's JSON exactly as sent: the body, or one element of the batch (error path only)."""
         if index < 0:
@@ -230,21 +241,21 @@ class _Builder:
 
     def finish(self) -> Decoded:
         n = len(self.rows)
-        columns = list(zip(*self.rows, strict=True)) if n else [[] for _ in range(13)]
-        names = [f.name for f in EVENTS_SCHEMA if f.name not in ("system", "received_at")]
-        arrays = {name: map_array(col) if name in ("keys", "extensions") else pa.array(col, STR)
-                  for name, col in zip(names, columns, strict=True) if name != "time"}
-        arrays["time"] = pa.array(columns[names.index("time")], US)
-        arrays["system"] = pa.array([self.ctx.system] * n, STR)
-        arrays["received_at"] = pa.array([self.ctx.received_at] * n, US)
+        columns = self._columns()
         decoded = Decoded(accepted=n, quarantined=len(self.quarantine))
-        decoded.add(EVENTS, pa.Table.from_arrays([arrays[f.name] for f in EVENTS_SCHEMA], schema=EVENTS_SCHEMA))
+        decoded.add(EVENTS, Rows(columns) if n < SMALL_BATCH_ROWS else _table(columns))
         decoded.add(QUARANTINE, quarantine_rows(self.ctx, KIND, self.quarantine))
         decoded.messages = [f"event {item_id!r} (type {event_type}, source {source}) quarantined: {reason}"
                             for source, item_id, event_type, reason, _ in self.quarantine[:MAX_MESSAGES]]
         if len(self.quarantine) > MAX_MESSAGES:
             decoded.messages.append(f"... and {len(self.quarantine) - MAX_MESSAGES} more quarantined")
         return decoded
+
+
+def _table(columns: dict[str, list[Any]]) -> pa.Table:
+    arrays = [map_array(columns[f.name]) if f.name in ("keys", "extensions") else pa.array(columns[f.name], f.type)
+              for f in EVENTS_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
 
 
 def map_array(dicts: Sequence[dict[str, str]]) -> pa.Array:

@@ -38,7 +38,7 @@ from collector.decode_cloudevents import (
     map_array,
     parse_traceparent,
 )
-from collector.decoded import DecodeContext, Decoded, DecodeError, UnsupportedMediaType
+from collector.decoded import SMALL_BATCH_ROWS, DecodeContext, Decoded, DecodeError, Rows, UnsupportedMediaType
 from syncwatch.model import RECORDS, RECORDS_SCHEMA
 
 KIND = "record"  # the ingest kind: ingest_batches.kind
@@ -130,9 +130,11 @@ def _decoded(rows: list[tuple], system: str, entity: str, ctx: DecodeContext) ->
     names = ("key", "version", "updated_at", "deleted", "fields", "trace_id", "span_id")
     columns = dict(zip(names, cols, strict=True))
     columns |= {"system": [system] * n, "entity": [entity] * n, "received_at": [ctx.received_at] * n}
+    decoded = Decoded(accepted=n)
+    if n < SMALL_BATCH_ROWS:
+        decoded.add(RECORDS, Rows({name: list(values) for name, values in columns.items()}))
+        return decoded
     arrays = [map_array(columns[f.name]) if f.name == "fields" else pa.array(columns[f.name], f.type)
               for f in RECORDS_SCHEMA]
-    table = pa.Table.from_arrays(arrays, schema=RECORDS_SCHEMA)
-    decoded = Decoded(accepted=n)
-    decoded.add(RECORDS, table)
+    decoded.add(RECORDS, pa.Table.from_arrays(arrays, schema=RECORDS_SCHEMA))
     return decoded

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 
-from syncwatch.model import INGEST_BATCHES, QUARANTINE, SCHEMAS
+from syncwatch.model import INGEST_BATCHES, SCHEMAS
 
 
 class DecodeError(Exception):
@@ -46,45 +47,83 @@ class DecodeContext:
         return not self.source_prefixes or source.startswith(self.source_prefixes)
 
 
+SMALL_BATCH_ROWS = 256  # below this, rows travel as Python columns: Arrow's per-table cost would dominate
+
+
+@dataclass
+class Rows:
+    """Columns as Python lists, for small requests.
+
+    Building Arrow arrays, an IPC stream and later a concatenation for every one-event request
+    costs more than the event itself; Rows are spooled as msgpack and the writer turns the rows of
+    many requests into one Arrow table (`to_arrow`) per insert.
+    """
+
+    columns: dict[str, list[Any]]
+
+    @property
+    def num_rows(self) -> int:
+        return len(next(iter(self.columns.values()), []))
+
+    def extend(self, other: Rows) -> None:
+        for name, values in other.columns.items():
+            self.columns[name].extend(values)
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        """Row dicts, as pa.Table.to_pylist gives them."""
+        names = list(self.columns)
+        return [dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)]
+
+    def to_arrow(self, schema: pa.Schema) -> pa.Table:
+        return pa.Table.from_arrays([pa.array(self.columns[f.name], f.type) for f in schema], schema=schema)
+
+
+Batch = pa.Table | Rows
+
+
 @dataclass
 class Decoded:
     """Rows to store, per table, and what happened to each item of the request."""
 
-    tables: dict[str, pa.Table] = field(default_factory=dict)
+    tables: dict[str, Batch] = field(default_factory=dict)
     accepted: int = 0
     quarantined: int = 0
     rejected: int = 0
     messages: list[str] = field(default_factory=list)
 
-    def add(self, table: str, rows: pa.Table) -> None:
+    def add(self, table: str, rows: Batch) -> None:
         if rows.num_rows == 0:
             return
-        if rows.schema != SCHEMAS[table]:
+        if isinstance(rows, pa.Table) and rows.schema != SCHEMAS[table]:
             rows = rows.cast(SCHEMAS[table])
-        if table in self.tables:
-            rows = pa.concat_tables([self.tables[table], rows])
-        self.tables[table] = rows
+        held = self.tables.get(table)
+        if held is None:
+            self.tables[table] = rows
+        elif isinstance(held, Rows) and isinstance(rows, Rows):
+            held.extend(rows)
+        else:
+            self.tables[table] = pa.concat_tables([as_arrow(table, held), as_arrow(table, rows)])
 
     def with_batch_row(self, kind: str, ctx: DecodeContext, nbytes: int) -> Decoded:
         """Append the ingest_batches row that records this request for integration health."""
-        row = {
+        self.add(INGEST_BATCHES, Rows({
             "batch_id": [ctx.batch_id], "received_at": [ctx.received_at], "kind": [kind],
             "system": [ctx.system], "key_id": [ctx.key_id], "accepted": [self.accepted],
             "quarantined": [self.quarantined], "rejected": [self.rejected], "bytes": [nbytes],
-        }
-        self.add(INGEST_BATCHES, pa.table(row, schema=SCHEMAS[INGEST_BATCHES]))
+        }))
         return self
 
 
-def quarantine_rows(ctx: DecodeContext, kind: str, items: list[tuple[str, str, str, str, str]]) -> pa.Table:
-    """Quarantine rows from (source, item_id, type, reason, payload) tuples."""
+def as_arrow(table: str, rows: Batch) -> pa.Table:
+    return rows.to_arrow(SCHEMAS[table]) if isinstance(rows, Rows) else rows
+
+
+def quarantine_rows(ctx: DecodeContext, kind: str, items: list[tuple[str, str, str, str, str]]) -> Rows:
+    """Quarantine rows from (source, item_id, type, reason, payload) tuples (usually few)."""
     cols = list(zip(*items, strict=True)) if items else [[] for _ in range(5)]
     n = len(items)
-    return pa.table(
-        {
-            "received_at": [ctx.received_at] * n, "kind": [kind] * n, "system": [ctx.system] * n,
-            "source": list(cols[0]), "item_id": list(cols[1]), "type": list(cols[2]),
-            "reason": list(cols[3]), "payload": list(cols[4]), "batch_id": [ctx.batch_id] * n,
-        },
-        schema=SCHEMAS[QUARANTINE],
-    )
+    return Rows({
+        "received_at": [ctx.received_at] * n, "kind": [kind] * n, "system": [ctx.system] * n,
+        "source": list(cols[0]), "item_id": list(cols[1]), "type": list(cols[2]),
+        "reason": list(cols[3]), "payload": list(cols[4]), "batch_id": [ctx.batch_id] * n,
+    })

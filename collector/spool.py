@@ -3,7 +3,8 @@
 Layout: numbered segment files of framed records plus a checkpoint file.
 
     record   = MAGIC | u32 payload length | u32 crc32(payload) | payload
-    payload  = u16 table-name length | table name | u32 row count | Arrow IPC stream
+    payload  = u16 table-name length | table name | u8 format | u32 row count | body
+    body     = an Arrow IPC stream (format A) or msgpack columns (format M, small requests)
 
 Appends are group-committed: requests queue their records, one thread writes everything
 queued and fsyncs once, then acknowledges them all (the OpenTelemetry SDK's BatchProcessor
@@ -26,8 +27,12 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pyarrow as pa
+
+from collector.decoded import Batch, Rows
 
 MAGIC = b"SWR1"
 HEADER = struct.Struct("<4sII")
@@ -56,29 +61,43 @@ class Position:
 @dataclass(frozen=True)
 class Record:
     table: str
+    fmt: bytes
     rows: int
-    ipc: bytes
+    body: bytes
     start: Position
     end: Position
 
-    def to_arrow(self) -> pa.Table:
-        return pa.ipc.open_stream(self.ipc).read_all()
+    def to_batch(self) -> Batch:
+        if self.fmt == ARROW:
+            return pa.ipc.open_stream(self.body).read_all()
+        return Rows(_COLUMNS.decode(self.body))
 
 
-def encode_record(table: str, data: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, data.schema) as writer:
-        writer.write_table(data)
+ARROW, MSGPACK = b"A", b"M"
+_COLUMNS = msgspec.msgpack.Decoder(dict[str, list[Any]])
+_ENCODER = msgspec.msgpack.Encoder()
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions()  # explicit options: pyarrow skips its per-call environment lookups
+
+
+def encode_record(table: str, data: Batch) -> bytes:
+    if isinstance(data, Rows):
+        fmt, body = MSGPACK, _ENCODER.encode(data.columns)
+    else:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, data.schema, options=_IPC_OPTIONS) as writer:
+            writer.write_table(data)
+        fmt, body = ARROW, sink.getvalue().to_pybytes()
     name = table.encode()
-    payload = struct.pack("<H", len(name)) + name + struct.pack("<I", data.num_rows) + sink.getvalue().to_pybytes()
+    payload = b"".join((struct.pack("<H", len(name)), name, fmt, struct.pack("<I", data.num_rows), body))
     return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
-def _decode_payload(payload: bytes) -> tuple[str, int, bytes]:
+def _decode_payload(payload: bytes) -> tuple[str, bytes, int, bytes]:
     (name_len,) = struct.unpack_from("<H", payload, 0)
     table = payload[2 : 2 + name_len].decode()
-    (rows,) = struct.unpack_from("<I", payload, 2 + name_len)
-    return table, rows, payload[6 + name_len :]
+    fmt = payload[2 + name_len : 3 + name_len]
+    (rows,) = struct.unpack_from("<I", payload, 3 + name_len)
+    return table, fmt, rows, payload[7 + name_len :]
 
 
 def scan_segment(path: Path, segment: int, start: int = 0, limit: int | None = None,
@@ -106,8 +125,8 @@ def _scan_bytes(data: bytes, segment: int, base: int) -> list[Record]:
         payload = data[offset + HEADER.size : end]
         if zlib.crc32(payload) != crc:
             break
-        table, rows, ipc = _decode_payload(payload)
-        records.append(Record(table, rows, ipc, Position(segment, base + offset), Position(segment, base + end)))
+        table, fmt, rows, body = _decode_payload(payload)
+        records.append(Record(table, fmt, rows, body, Position(segment, base + offset), Position(segment, base + end)))
         offset = end
     return records
 
@@ -133,7 +152,8 @@ class Spool:
         self._fh = open(self._path(self._current), "ab")  # noqa: SIM115 - lives as long as the spool
         self.durable = Position(self._current, self._fh.tell())
         self._sizes = {seg: self._path(seg).stat().st_size for seg in self._segments}
-        self._queue: deque[tuple[list[bytes], Future[Position]]] = deque()
+        self._queue: deque[tuple[list[bytes], Future[Position], int]] = deque()
+        self.durable_rows = 0  # rows made durable since start-up; the writer sizes batches with it
         self._queued_bytes = 0
         self._cond = threading.Condition()
         self._durable_listeners: list[threading.Event] = []
@@ -143,21 +163,23 @@ class Spool:
 
     # -- append side -------------------------------------------------------------------------
 
-    def submit(self, frames: list[bytes]) -> Future[Position]:
-        """Queue encoded records; the future resolves once they are on disk (fsynced)."""
+    def submit(self, frames: list[bytes], rows: int = 0) -> Future[Position]:
+        """Queue encoded records (holding `rows` rows); the future resolves once they are on disk."""
         size = sum(len(f) for f in frames)
         with self._cond:
-            if self._closed:
-                raise SpoolUnavailable("the collector is shutting down")
-            if self.pending_bytes() + self._queued_bytes + size > self.max_bytes:
-                raise SpoolFull(
-                    f"spool holds {self.pending_bytes()} bytes not yet stored (limit {self.max_bytes})"
-                )
+            self.check_room(size)
             future: Future[Position] = Future()
-            self._queue.append((frames, future))
+            self._queue.append((frames, future, rows))
             self._queued_bytes += size
             self._cond.notify_all()
         return future
+
+    def check_room(self, size: int) -> None:
+        """Raise SpoolFull/SpoolUnavailable unless `size` more bytes may be queued now."""
+        if self._closed:
+            raise SpoolUnavailable("the collector is shutting down")
+        if self.pending_bytes() + self._queued_bytes + size > self.max_bytes:
+            raise SpoolFull(f"spool holds {self.pending_bytes()} bytes not yet stored (limit {self.max_bytes})")
 
     def _append_loop(self) -> None:
         while True:
@@ -171,10 +193,10 @@ class Spool:
                 self._queued_bytes = 0
             self._write_batch(batch)
 
-    def _write_batch(self, batch: list[tuple[list[bytes], Future[Position]]]) -> None:
+    def _write_batch(self, batch: list[tuple[list[bytes], Future[Position], int]]) -> None:
         start = self.durable.offset  # only this thread moves `durable`, so no lock is needed to read it
         try:
-            for frames, _ in batch:
+            for frames, _, _ in batch:
                 for frame in frames:
                     self._fh.write(frame)
             self._fh.flush()
@@ -182,16 +204,17 @@ class Spool:
                 os.fsync(self._fh.fileno())
         except OSError as exc:
             self._undo_partial_write(start)
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.set_exception(SpoolUnavailable(f"spool write failed: {exc.strerror or exc}"))
             return
-        end = Position(self._current, start + sum(len(f) for frames, _ in batch for f in frames))
+        end = Position(self._current, start + sum(len(f) for frames, _, _ in batch for f in frames))
         with self._cond:
             self.durable = end
+            self.durable_rows += sum(rows for _, _, rows in batch)
             self._sizes[self._current] = end.offset
             for event in self._durable_listeners:
                 event.set()
-        for _, future in batch:
+        for _, future, _ in batch:
             future.set_result(end)
         if end.offset >= self.segment_bytes:
             self._rotate()

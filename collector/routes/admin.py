@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from collector.auth import SCOPES, Principal, require_scope
+from collector.auth import BEARER_AUTH, SCOPES, Principal, require_scope
 from collector.errors import IngestHTTPError
 from syncwatch.errors import StoreError
 
@@ -41,7 +41,8 @@ class KeyCreated(BaseModel):
     token: str = Field(..., description="Shown once; only its SHA-256 is stored.")
 
 
-@router.post("/query", response_model=QueryResponse, summary="Run one read-only SQL statement")
+@router.post("/query", response_model=QueryResponse, summary="Run one read-only SQL statement",
+             openapi_extra=BEARER_AUTH)
 async def query(body: QueryRequest, request: Request, _: Principal = Depends(require_scope("admin"))) -> QueryResponse:
     store = request.app.state.store
     return await anyio.to_thread.run_sync(_run_readonly, store, body)
@@ -70,12 +71,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-@router.get("/keys", summary="List API keys (never their secrets)")
+@router.get("/keys", summary="List API keys (never their secrets)", openapi_extra=BEARER_AUTH)
 async def list_keys(request: Request, _: Principal = Depends(require_scope("admin"))) -> list[dict[str, Any]]:
     return await anyio.to_thread.run_sync(request.app.state.keys.list)
 
 
-@router.post("/keys", response_model=KeyCreated, status_code=201, summary="Create an API key")
+@router.post("/keys", response_model=KeyCreated, status_code=201, summary="Create an API key",
+             openapi_extra=BEARER_AUTH)
 async def create_key(body: KeyRequest, request: Request, _: Principal = Depends(require_scope("admin"))) -> KeyCreated:
     keys = request.app.state.keys
     try:
@@ -87,7 +89,7 @@ async def create_key(body: KeyRequest, request: Request, _: Principal = Depends(
     return KeyCreated(key_id=key_id, token=token)
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key")
+@router.delete("/keys/{key_id}", summary="Revoke an API key", openapi_extra=BEARER_AUTH)
 async def revoke_key(key_id: str, request: Request, _: Principal = Depends(require_scope("admin"))) -> dict[str, str]:
     revoked = await anyio.to_thread.run_sync(request.app.state.keys.revoke, key_id)
     if not revoked:

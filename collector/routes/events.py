@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from collector.auth import Principal, require_scope
+from collector.auth import BEARER_AUTH, authorize
 from collector.decode_cloudevents import decode_events
 from collector.ingest import accept
 from collector.routes.responses import ingest_summary
@@ -20,8 +20,14 @@ router = APIRouter(tags=["ingest"])
     "(a JSON array), or binary mode: ce-* headers with the data as the body. Events are idempotent on "
     "(source, id). Events whose data fail the JSON Schema registered for their type are quarantined "
     "with the reason and reported in `messages`.",
+    openapi_extra=BEARER_AUTH,
 )
-async def post_events(request: Request, principal: Principal = Depends(require_scope("events"))) -> JSONResponse:
+async def post_events(request: Request) -> JSONResponse:
+    return await handle_events(request)
+
+
+async def handle_events(request: Request) -> JSONResponse:
+    principal = authorize(request, "events")
     content_type = request.headers.get("content-type", "")
     headers = request.headers
     registry = request.app.state.registry

@@ -16,7 +16,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from collector.decode_cloudevents import BATCH, STRUCTURED, decode_events, json_depth
-from collector.decoded import DecodeContext, Decoded, DecodeError, SourceNotAllowed, UnsupportedMediaType
+from collector.decoded import DecodeContext, Decoded, DecodeError, SourceNotAllowed, UnsupportedMediaType, as_arrow
 from collector.event_registry import EventRegistry
 from syncwatch.model import EVENTS, EVENTS_SCHEMA, QUARANTINE
 from syncwatch.store import Store
@@ -75,7 +75,7 @@ def test_structured_mode(registry: EventRegistry) -> None:
     message = to_structured_event(event(tenant="acme", partitionkey="P-17"))
     decoded = decode(message.body, message.headers["content-type"], registry)
     assert (decoded.accepted, decoded.quarantined) == (1, 0)
-    assert decoded.tables[EVENTS].schema == EVENTS_SCHEMA
+    assert as_arrow(EVENTS, decoded.tables[EVENTS]).schema == EVENTS_SCHEMA
     [row] = rows(decoded)
     assert row["type"] == "psa.timesheet.approved" and row["source"] == "/psa/acme" and row["id"] == "ev-0"
     assert row["system"] == "psa" and row["specversion"] == "1.0" and row["received_at"] == RECEIVED
@@ -318,7 +318,7 @@ def test_round_trip_through_chdb(store: Store, registry: EventRegistry) -> None:
     decoded = decode(batch_body(event(0), event(1, "billing.invoice.created", invoice),
                                 event(2, data={"timesheet_id": "bad"})), BATCH, registry)
     for table, data in decoded.tables.items():
-        store.insert_arrow(table, data)
+        store.insert_arrow(table, as_arrow(table, data))
     joined = store.query(
         "SELECT t.id, i.id FROM (SELECT id, keys['timesheet_id'] AS ts FROM events FINAL "
         "WHERE type = 'psa.timesheet.approved') AS t INNER JOIN (SELECT id, arrayJoin(JSONExtract("

@@ -58,7 +58,7 @@ from collector.decode_otlp import (
     response_media_type,
 )
 from collector.decode_otlp_metrics import exponential_buckets
-from collector.decoded import DecodeContext, DecodeError, UnsupportedMediaType
+from collector.decoded import DecodeContext, DecodeError, UnsupportedMediaType, as_arrow
 from syncwatch.model import LOGS, LOGS_SCHEMA, METRICS, METRICS_SCHEMA, QUARANTINE, SPANS, SPANS_SCHEMA
 
 PB = "application/x-protobuf"
@@ -749,7 +749,7 @@ def test_decoded_tables_insert_into_the_migrated_store(store: Any, ctx: DecodeCo
     metrics = decode_metrics(metrics_request(*ALL_TYPES).SerializeToString(), PB, ctx)
     for decoded in (spans, logs, metrics):
         for table, data in decoded.tables.items():
-            store.insert_arrow(table, data)
+            store.insert_arrow(table, as_arrow(table, data))
     ((span_attrs, events, links, duration, ts),) = store.query(
         "SELECT SpanAttributes, Events.Name, Links.SpanId, Duration, toUnixTimestamp64Nano(Timestamp) FROM otel_traces"
     )

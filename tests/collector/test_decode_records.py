@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from collector.decode_records import decode_records
-from collector.decoded import DecodeContext, Decoded, DecodeError, UnsupportedMediaType
+from collector.decoded import DecodeContext, Decoded, DecodeError, UnsupportedMediaType, as_arrow
 from syncwatch.model import RECORDS, RECORDS_SCHEMA
 from syncwatch.store import Store
 
@@ -41,7 +41,7 @@ def test_json_array() -> None:
                     "manager": None, "tags": ["a", "b"], "address": {"city": "Köln"}}},
         {"key": "P-18", "version": 0, "deleted": True},
     ])
-    assert decoded.accepted == 2 and decoded.tables[RECORDS].schema == RECORDS_SCHEMA
+    assert decoded.accepted == 2 and as_arrow(RECORDS, decoded.tables[RECORDS]).schema == RECORDS_SCHEMA
     first, second = rows(decoded)
     assert (first["system"], first["entity"], first["key"], first["version"]) == ("erp", "project", "P-17", 42)
     assert first["updated_at"] == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -158,6 +158,6 @@ def test_latest_version_wins_on_chdb(store: Store) -> None:
                            {"key": "P-2", "updated_at": "2024-05-02T00:00:00Z", "fields": {"budget": 2},
                             "deleted": True}), "application/x-ndjson")
     for decoded in (first, second):
-        store.insert_arrow(RECORDS, decoded.tables[RECORDS])
+        store.insert_arrow(RECORDS, as_arrow(RECORDS, decoded.tables[RECORDS]))
     result = store.query("SELECT key, fields['budget'], deleted FROM records FINAL ORDER BY key")
     assert [tuple(r) for r in result] == [("P-1", "200", 0), ("P-2", "2", 1)]

@@ -184,7 +184,9 @@ def test_store_outage_spools_then_503_then_drains_everything(harness: Harness) -
     assert refused is not None and refused.status_code == 503
     assert refused.headers["Retry-After"].isdigit()
     assert refused.json()["error"]["code"] == "spool_full"
-    ready = client.get("/readyz")
+    deadline = time.monotonic() + 10  # the writer reports the outage after its first failed insert
+    while (ready := client.get("/readyz")).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert ready.status_code == 503 and ready.json()["checks"]["writer"]["ok"] is False
     assert "syncwatch_store_insert_errors_total" in client.get("/metrics").text
 

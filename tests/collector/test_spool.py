@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from collector.decoded import Rows
 from collector.spool import Position, Spool, SpoolFull, SpoolUnavailable, encode_record, scan_segment
 
 
@@ -27,7 +28,7 @@ def test_records_round_trip_and_survive_reopen(tmp_path: Path) -> None:
     reopened = spool(tmp_path)
     records = reopened.read(Position(0, 0), 1000)
     assert [(r.table, r.rows) for r in records] == [("events", 3), ("quarantine", 1)]
-    assert records[0].to_arrow().column("id").to_pylist() == ["0", "1", "2"]
+    assert records[0].to_batch().column("id").to_pylist() == ["0", "1", "2"]
     reopened.close()
 
 
@@ -99,4 +100,13 @@ def test_disk_full_fails_the_request_and_leaves_no_torn_record(tmp_path: Path) -
     assert s.durable == good
     s.submit([encode_record("events", rows(1))]).result(5)
     assert sum(r.rows for r in s.read(Position(0, 0), 1000)) == 2
+    s.close()
+
+
+def test_small_requests_travel_as_msgpack_rows(tmp_path: Path) -> None:
+    s = spool(tmp_path)
+    s.submit([encode_record("events", Rows({"id": ["a", "b"], "n": [1, 2]}))], rows=2).result(5)
+    (record,) = s.read(Position(0, 0), 1000)
+    assert (record.fmt, record.rows) == (b"M", 2)
+    assert record.to_batch().columns == {"id": ["a", "b"], "n": [1, 2]}
     s.close()
