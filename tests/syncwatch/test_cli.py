@@ -1,0 +1,70 @@
+"""The CLI: --help everywhere, key management and queries, directly and through a running server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from syncwatch.cli import main
+from tests.collector.test_durability import ServerProcess
+from tests.conftest import ADMIN_TOKEN, REPO, free_port
+
+COMMANDS = [[], ["serve"], ["up"], ["demo"], ["migrate"], ["query"], ["keys"], ["keys", "create"], ["keys", "list"],
+            ["keys", "revoke"], ["bench"], ["bench", "ingest"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "syncwatch" for c in COMMANDS])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def cli(data_dir: Path, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A separate process: chDB lets this test process hold only its own store."""
+    env = {**os.environ, "SYNCWATCH_DATA_DIR": str(data_dir), **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "syncwatch.cli", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_keys_and_query_on_the_embedded_store(tmp_path: Path) -> None:
+    assert "applied 0001_init" in cli(tmp_path, "migrate").stdout
+    assert "schema is current" in cli(tmp_path, "migrate").stdout
+    created = cli(tmp_path, "keys", "create", "--name", "sf", "--system", "crm", "--scope", "events")
+    assert created.returncode == 0, created.stderr
+    key_id = created.stdout.split()[1]
+    listed = cli(tmp_path, "keys", "list").stdout
+    assert key_id in listed and "crm" in listed and "sw_" not in listed
+    assert cli(tmp_path, "keys", "revoke", key_id).returncode == 0
+    query = cli(tmp_path, "query", "SELECT count() AS n, countIf(revoked_at IS NOT NULL) AS r FROM api_keys FINAL",
+                "--format", "json")
+    assert query.returncode == 0 and '"n": 1' in query.stdout and '"r": 1' in query.stdout
+    bad = cli(tmp_path, "query", "DROP TABLE events")
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and "readonly" in bad.stderr.lower()
+    missing = cli(tmp_path, "keys", "revoke", "nope")
+    assert missing.returncode == 1 and "no API key" in missing.stderr
+    invalid = cli(tmp_path, "keys", "create", "--name", "x", "--system", "CRM!", "--scope", "events")
+    assert invalid.returncode == 1 and "invalid system" in invalid.stderr
+
+
+@pytest.mark.slow
+def test_query_and_keys_reach_a_running_server_through_its_api(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", free_port())
+    server.start()
+    env = {"SYNCWATCH_PORT": server.url.rsplit(":", 1)[1], "SYNCWATCH_ADMIN_TOKEN": ADMIN_TOKEN}
+    try:
+        created = cli(tmp_path / "data", "keys", "create", "--name", "x", "--system", "psa", "--scope", "records",
+                      extra_env=env)
+        assert created.returncode == 0, created.stderr
+        result = cli(tmp_path / "data", "query", "SELECT system FROM api_keys FINAL", extra_env=env)
+        assert result.returncode == 0 and "psa" in result.stdout
+        assert "EmbeddedServer" not in result.stderr and "Cannot lock" not in result.stderr
+        no_token = cli(tmp_path / "data", "query", "SELECT 1",
+                       extra_env={"SYNCWATCH_PORT": env["SYNCWATCH_PORT"]})
+        assert no_token.returncode == 1 and "admin token" in no_token.stderr
+    finally:
+        server.stop()
