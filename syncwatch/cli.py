@@ -9,12 +9,18 @@ import json
 import logging
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from syncwatch import __version__
 from syncwatch.errors import SyncwatchError
 from syncwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from reconciler.loader import LoadedRule
 
 
 class _Group(click.Group):
@@ -182,6 +188,111 @@ def keys_revoke(key_id: str) -> None:
     finally:
         admin.close()
     click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def rules() -> None:
+    """Check rule packs and explain what a rule compares."""
+
+
+def _load_rules(path: str | None) -> list[LoadedRule]:
+    from reconciler.loader import load_rules
+
+    return load_rules(path or _settings().rules_dir)
+
+
+@rules.command("check")
+@click.argument("path", required=False, type=click.Path())
+def rules_check(path: str | None) -> None:
+    """Validate every rule under PATH (default SYNCWATCH_RULES_DIR) and print its compiled SQL.
+
+    Exit code 1 lists every problem as file:line:col: field: message.
+    """
+    from reconciler.service import COMPILERS
+
+    loaded = _load_rules(path)
+    for rule in loaded:
+        click.echo(f"-- {rule.name}  kind={rule.rule.kind} version={rule.version} severity={rule.rule.severity} "
+                   f"({rule.path}:{rule.line})")
+        compiler = COMPILERS.get(rule.rule.kind)
+        compiled = compiler(rule.rule) if compiler else None
+        click.echo(compiled.sql if compiled else "(evaluated on request by the API; nothing scheduled)")
+        if compiled:
+            click.echo(f"-- parameters: {json.dumps(compiled.parameters, default=str)}")
+        click.echo()
+    click.echo(f"{len(loaded)} rule(s) OK")
+
+
+@rules.command("explain")
+@click.argument("rule_name")
+@click.option("--path", type=click.Path(), help="Rule pack (default SYNCWATCH_RULES_DIR).")
+def rules_explain(rule_name: str, path: str | None) -> None:
+    """Say in words what RULE_NAME compares, with its schedule and severity."""
+    from reconciler import service
+
+    found = [r for r in _load_rules(path) if r.name == rule_name]
+    if not found:
+        raise SyncwatchError(f"no rule named {rule_name!r}; `syncwatch rules check` lists them")
+    loaded = found[0]
+    click.echo(f"{loaded.name}: {loaded.rule.kind} rule, version {loaded.version}, severity {loaded.rule.severity}, "
+               f"runs {service.schedule_text(loaded)}; defined at {loaded.path}:{loaded.line}")
+    try:  # the compiler's own account of the comparison, where its module provides one
+        from reconciler.compile_reconcile import explain
+    except ImportError:
+        click.echo(loaded.rule.description or "(no explanation: reconciler.compile_reconcile.explain is missing)")
+        return
+    click.echo(explain(loaded.rule))
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run each rule once, print the runs and exit (1 if any rule failed).")
+@click.option("--rule", "rule_name", help="Only this rule.")
+@click.option("--full", is_flag=True, help="Full runs: re-check every key, not only those changed since the last run.")
+@click.option("--path", type=click.Path(), help="Rule pack (default SYNCWATCH_RULES_DIR).")
+def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -> None:
+    """Run the reconciliation rules on their schedules (server mode), or once with --once.
+
+    In embedded mode the API server runs the schedule itself and holds the store; this command
+    is for a ClickHouse server, or for --once while no server runs.
+    """
+    from reconciler import scheduler, service
+    from syncwatch import schema
+    from syncwatch.store import Store
+
+    settings = _settings()
+    _logging(settings)
+    chosen = service.runnable(_load_rules(path), rule_name)
+    if rule_name and not chosen:
+        raise SyncwatchError(f"no runnable rule named {rule_name!r} (unknown, disabled or not scheduled)")
+    store = Store.open(settings)
+    try:
+        schema.migrate(store)
+        if once:
+            results = service.run_rules(store, chosen, full=full)
+            _print_table(["rule", "full", "opened", "updated", "resolved", "reopened", "ms", "error"],
+                         [[r.rule, int(r.full), r.opened, r.updated, r.resolved, r.reopened, round(r.duration_ms),
+                           r.error[:120]] for r in results])
+            if any(not r.ok for r in results):
+                sys.exit(1)
+            return
+        _serve_schedule(scheduler.start(service.scheduled_jobs(store, chosen)))
+    finally:
+        store.close()
+
+
+def _serve_schedule(running: BackgroundScheduler) -> None:
+    """Block until SIGINT/SIGTERM, then let the runs in progress finish."""
+    import signal
+    import threading
+
+    from reconciler import scheduler
+
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    click.echo("reconciler running; Ctrl-C to stop", err=True)
+    stopping.wait()
+    scheduler.stop(running)
 
 
 @main.group()

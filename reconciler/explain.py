@@ -1,0 +1,103 @@
+"""Plain-language descriptions of reconcile rules (for `syncwatch rules explain` and the dashboards)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from reconciler.model import AggregateRule, AggregateSide, Compare, Filter, ReconcileRule, Side, Tolerance
+
+__all__ = ["explain", "tolerance_text"]
+
+_MISSING = {
+    "both": "A key present on only one side is reported (missing_left / missing_right)",
+    "left_only": "A key present only on the left is reported (missing_right); right-only keys are ignored",
+    "right_only": "A key present only on the right is reported (missing_left); left-only keys are ignored",
+    "none": "Keys present on only one side are not reported",
+}
+
+
+def tolerance_text(tolerance: Tolerance | None, type_: str = "decimal") -> str:
+    """The tolerance as a reader would say it: '1%', '0.01', '3 days', 'case-insensitive', 'exact'."""
+    if tolerance is None:
+        return "exact"
+    if tolerance.relative is not None:
+        return f"{_plain(tolerance.relative * 100)}%"
+    if tolerance.absolute is not None:
+        return _plain(tolerance.absolute)
+    if type_ in ("date", "datetime") and (tolerance.days or tolerance.seconds):
+        parts = [f"{tolerance.days} days" if tolerance.days else "",
+                 f"{tolerance.seconds} s" if tolerance.seconds else ""]
+        return " ".join(p for p in parts if p)
+    words = [w for w, on in (("case", tolerance.case_insensitive), ("whitespace", tolerance.ignore_whitespace)) if on]
+    return " and ".join(words) + "-insensitive" if words else "exact"
+
+
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _filter(f: Filter) -> str:
+    if f.op in ("exists", "missing"):
+        return f"{f.field} {f.op}"
+    value = ", ".join(f.value) if isinstance(f.value, tuple) else f.value
+    return f"{f.field} {f.op.replace('_', ' ')} {value!r}" if f.op not in ("in", "not_in") else \
+        f"{f.field} {f.op.replace('_', ' ')} [{value}]"
+
+
+def _side(which: str, side: Side) -> str:
+    key = f"field {side.key_field!r}" if side.key_field else "the record key"
+    text = f"{which}: {side.system} {side.entity} records (latest version, not deleted), keyed by {key}"
+    if side.filter:
+        text += ", where " + " and ".join(_filter(f) for f in side.filter)
+    if isinstance(side, AggregateSide):
+        text += f"; {side.measure.text()} per key and period of {side.period_field!r}"
+    return text
+
+
+def _compare(c: Compare) -> str:
+    name = c.field if not c.right_field else f"{c.field} (right: {c.right_field})"
+    text = f"- {name} as {c.type}, tolerance {tolerance_text(c.tolerance, c.type)}"
+    if c.value_map:
+        text += "; left values translated by " + ", ".join(f"{k} -> {v}" for k, v in c.value_map.items())
+    return text
+
+
+def _common(rule: ReconcileRule | AggregateRule) -> list[str]:
+    lines = [f"{rule.name} ({rule.kind}, severity {rule.severity}): {rule.description}".rstrip(": "),
+             _side("left", rule.left), _side("right", rule.right),
+             f"Joined on the key, named {rule.key_name!r} in findings"
+             + (f", normalized by {' + '.join(rule.key_normalize)}" if rule.key_normalize else "") + ".",
+             _MISSING[rule.missing] + "."]
+    if rule.grace:
+        lines.append(f"Grace period {_duration(rule.grace)} by {rule.grace_basis}: newer records are not yet "
+                     "expected on the other side, and their differences are not reported yet.")
+    return lines
+
+
+def explain(rule: ReconcileRule | AggregateRule) -> str:
+    """What the rule compares, in plain language."""
+    lines = _common(rule)
+    if isinstance(rule, AggregateRule):
+        lines.append(f"Per {rule.key_name} and {rule.period}, the left {rule.left.measure.text()} is compared with "
+                     f"the right {rule.right.measure.text()}, tolerance {tolerance_text(rule.tolerance)}: "
+                     "a difference is an aggregate_mismatch.")
+        if rule.impact:
+            currency = rule.impact.currency or f"the {rule.impact.currency_field} side's currency"
+            lines.append(f"Impact: the difference, in {currency}.")
+        return "\n".join(lines)
+    if rule.compare:
+        lines.append("Fields compared (a difference beyond tolerance is a mismatch):")
+        lines += [_compare(c) for c in rule.compare]
+    if rule.impact:
+        currency = rule.impact.currency or f"field {rule.impact.currency_field!r}"
+        lines.append(f"Impact: field {rule.impact.field!r} (left side, else right), in {currency}.")
+    return "\n".join(lines)

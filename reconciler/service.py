@@ -1,0 +1,82 @@
+"""Loaded rules -> runs and scheduled jobs: what `syncwatch reconcile` and the embedded server run.
+
+Each run decides at run time whether it can be incremental: only when the rule (at this
+version) has a successful run to use as the watermark; otherwise, or when asked, it is full.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reconciler import compile_reconcile
+from reconciler.findings import Scope
+from reconciler.loader import LoadedRule
+from reconciler.runner import RunResult, last_success, run_rule
+from reconciler.scheduler import Schedule, ScheduledJob
+from reconciler.sql import Params, changed_keys
+from syncwatch.store import Store
+
+log = logging.getLogger(__name__)
+
+# A rule file without `schedule:` still runs, at this pace.
+DEFAULT_SCHEDULE = "15m"
+
+# Rule kind -> compiler (rule, since) -> CompiledRule. KPI rules are evaluated by the API on
+# request, not scheduled, so they have no entry here.
+COMPILERS: dict[str, Callable[..., Any]] = {
+    "reconcile": compile_reconcile.compile,
+    "aggregate": compile_reconcile.compile,
+}
+
+
+def runnable(rules: Iterable[LoadedRule], only: str | None = None) -> list[LoadedRule]:
+    """The enabled rules that have a compiler (all of them, or the one named ``only``)."""
+    return [r for r in rules if r.rule.kind in COMPILERS and r.rule.enabled and only in (None, r.name)]
+
+
+def run_one(store: Store, loaded: LoadedRule, full: bool = False) -> RunResult:
+    """Run one rule now: incremental from its last success unless ``full`` or there is none."""
+    rule = loaded.rule
+    since = None if full else last_success(store, loaded.name, loaded.version)
+    now = datetime.now(UTC)
+    compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
+    scope = None if since is None else changed_scope(rule, since)
+    return run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now)
+
+
+def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool) -> list[RunResult]:
+    """Every rule once, one after another; a failure is recorded and the next rule runs."""
+    return [run_one(store, loaded, full) for loaded in rules]
+
+
+def scheduled_jobs(store: Store, rules: Iterable[LoadedRule]) -> list[ScheduledJob]:
+    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_one, store, r, False)) for r in rules]
+
+
+def schedule_of(loaded: LoadedRule) -> Schedule:
+    schedule = loaded.rule.schedule
+    if schedule is None:
+        return DEFAULT_SCHEDULE
+    return schedule.every if schedule.every is not None else str(schedule.cron)
+
+
+def schedule_text(loaded: LoadedRule) -> str:
+    schedule = schedule_of(loaded)
+    if isinstance(schedule, timedelta):
+        return f"every {int(schedule.total_seconds())}s"
+    return f"every {schedule}" if schedule == DEFAULT_SCHEDULE else f"on cron '{schedule}' (UTC)"
+
+
+def changed_scope(rule: Any, since: datetime) -> Scope:
+    """The keys an incremental run of a reconcile rule covers: those whose records changed since the
+    watermark, the same set the compiler restricts its query to (reconciler.sql.changed_keys)."""
+    p = Params()
+    key_name = p(rule.key_name)
+    sql = f"SELECT map({key_name}, k) AS keys FROM ({changed_keys(p, rule, since)})"
+    # On the key name alone: an aggregate rule's findings also carry a period, and a changed
+    # record of a project puts every period of that project back in question.
+    return Scope(sql, p.values, key_names=(rule.key_name,))
