@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +27,14 @@ from syncwatch.store import Store
 log = logging.getLogger("syncwatch.collector")
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+class Background(Protocol):
+    """Work that runs beside the API on the same store (the CLI passes the reconciler's schedule)."""
+
+    def start(self, store: Store) -> None: ...
+    def stop(self) -> None: ...
+
+
+def create_app(settings: Settings, store: Store | None = None, background: Sequence[Background] = ()) -> FastAPI:
     """Build the service. With `store` given the caller owns it; otherwise it is opened here."""
 
     @asynccontextmanager
@@ -45,9 +52,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         state.writer = BatchWriter(state.spool, state.store.insert_arrow, state.metrics,
                                    settings.batch_max_rows, settings.batch_max_delay_ms / 1000)
         state.writer.start()  # replays whatever an earlier run acknowledged but did not store
+        for service in background:
+            service.start(state.store)
         try:
             yield
         finally:
+            for service in background:
+                service.stop()
             state.writer.stop()
             state.spool.close()
             if store is None:

@@ -51,7 +51,8 @@ def _settings() -> Settings:
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns everything else
+    for noisy in ("httpx", "apscheduler"):  # a line per request or per job run drowns everything else
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @main.command()

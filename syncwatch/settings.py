@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(5, description="Retry-After sent with 429/503.")
     max_inflight_requests: int = Field(1024, description="Concurrent ingest requests above which ingest answers 429.")
     key_refresh_seconds: float = Field(5.0, description="How often API keys are re-read from the store.")
+    reconcile_in_process: bool | None = Field(
+        None, description="Run the reconciler's schedule inside the API process; empty means yes in embedded mode "
+        "(one process owns a chDB store) and no with a ClickHouse server (run `syncwatch reconcile`)."
+    )
+    reconcile_every: str = Field(
+        "", description="Override every rule's schedule with this interval (e.g. 30s); the demo uses it."
+    )
     self_traces_endpoint: str = Field(
         "", description="OTLP/HTTP traces endpoint for the service's own spans; empty disables export."
     )
@@ -72,6 +79,10 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb://")
+
+    @property
+    def reconciles_in_process(self) -> bool:
+        return self.embedded if self.reconcile_in_process is None else self.reconcile_in_process
 
     @property
     def spool_path(self) -> Path:

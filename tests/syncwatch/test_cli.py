@@ -68,3 +68,23 @@ def test_query_and_keys_reach_a_running_server_through_its_api(tmp_path: Path) -
         assert no_token.returncode == 1 and "admin token" in no_token.stderr
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_demo_runs_feeds_reconciles_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {"SYNCWATCH_PORT": str(free_port()), "SYNCWATCH_RULES_DIR": str(REPO / "rules"),
+           "SYNCWATCH_RECONCILE_EVERY": "5s"}
+    result = cli(tmp_path / "demo", "demo", "--for", "25", "--day-seconds", "0.1", extra_env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = [line for line in result.stdout.splitlines() if line.startswith("stored:")]
+    assert len(counts) >= 3
+    last = counts[-1].replace(",", "").split()
+    events, findings = int(last[1]), int(last[-1])
+    assert events > 1000 and findings > 0, counts[-1]
+    assert "everything acknowledged is stored" in result.stdout
+    again = cli(tmp_path / "demo", "demo", "--for", "3", extra_env=env)  # a demo store is emptied, not refused
+    assert again.returncode == 0, again.stderr[-2000:]
+    other = tmp_path / "not-a-demo"
+    assert cli(other, "migrate").returncode == 0
+    refused = cli(other, "demo", "--for", "3", extra_env=env)
+    assert refused.returncode == 1 and "not from a demo" in refused.stderr

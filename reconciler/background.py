@@ -1,0 +1,35 @@
+"""The reconciler's schedule as a background service of the API process (embedded mode)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from reconciler import scheduler, service
+from reconciler.loader import load_rules
+from reconciler.scheduler import ScheduledJob
+from syncwatch.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class ScheduledReconciler:
+    """Loads the rule packs, then runs each rule on its schedule (or every `every`, if given)."""
+
+    def __init__(self, rules_dir: Path, every: str = "") -> None:
+        self.rules = service.runnable(load_rules(rules_dir))  # a broken pack stops start-up, with every problem
+        self.every = every
+        self._scheduler: BackgroundScheduler | None = None
+
+    def start(self, store: Store) -> None:
+        jobs = service.scheduled_jobs(store, self.rules)
+        if self.every:
+            jobs = [ScheduledJob(job.name, self.every, job.run) for job in jobs]
+        self._scheduler = scheduler.start(jobs)
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            scheduler.stop(self._scheduler, wait=True)
+            self._scheduler = None
