@@ -1,11 +1,21 @@
-"""Plain-language descriptions of reconcile rules (for `syncwatch rules explain` and the dashboards)."""
+"""Plain-language descriptions of reconcile and workflow rules (for `syncwatch rules explain` and the dashboards)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
 
-from reconciler.model import AggregateRule, AggregateSide, Compare, Filter, ReconcileRule, Side, Tolerance
+from reconciler.model import (
+    AggregateRule,
+    AggregateSide,
+    Compare,
+    Filter,
+    ReconcileRule,
+    Side,
+    StepKey,
+    Tolerance,
+    WorkflowRule,
+)
 
 __all__ = ["explain", "tolerance_text"]
 
@@ -83,8 +93,48 @@ def _common(rule: ReconcileRule | AggregateRule) -> list[str]:
     return lines
 
 
-def explain(rule: ReconcileRule | AggregateRule) -> str:
+def _keyed(item: StepKey) -> str:
+    text = f"the JSON array in key {item.key!r}" if item.many else f"key {item.key!r}"
+    if item.via:
+        text += f", linked through the {item.via.step} step's events that carry it as {item.via.key!r}"
+    return text
+
+
+def _step(rule: WorkflowRule, i: int) -> str:
+    step = rule.steps[i]
+    flags = [w for w, on in (("optional", step.optional), ("repeatable", step.repeatable)) if on]
+    text = f"{i + 1}. {step.name}: {step.event_type} events, by {_keyed(step)}"
+    text += f" ({', '.join(flags)})" if flags else ""
+    if step.sla:
+        text += f"; due within {_duration(step.sla.within)} after {rule.steps[rule.anchor(i)].name}"
+    return text
+
+
+def explain_workflow(rule: WorkflowRule) -> str:
+    """What a workflow rule tracks and reports, in plain language."""
+    lines = [f"{rule.name} (workflow, severity {rule.severity}): {rule.description}".rstrip(": "),
+             f"Instances are correlated by {rule.key_name!r}; one starts with the first step. Steps:"]
+    lines += [_step(rule, i) for i in range(len(rule.steps))]
+    lines += ["stuck: the first required step not yet done once its deadline has passed.",
+              "sla_breach: a step that arrived after its deadline (left: deadline, right: arrival).",
+              "A repeatable step's clock restarts at each repetition; the step after it is done only when it "
+              "arrives after the latest one."]
+    for f in rule.failures.events:
+        lines.append(f"failed_step {f.name}: a {f.event_type} event by {_keyed(f)}, since the instance started "
+                     "and while it is not complete.")
+    if rule.failures.error_spans:
+        lines.append("failed_step: an error span in the trace of any step event, since the instance started and "
+                     "while it is not complete.")
+    if rule.impact:
+        currency = rule.impact.currency or f"field {rule.impact.currency_field!r}"
+        lines.append(f"Impact: field {rule.impact.field!r} of the {rule.impact.step} event, in {currency}.")
+    return "\n".join(lines)
+
+
+def explain(rule: ReconcileRule | AggregateRule | WorkflowRule) -> str:
     """What the rule compares, in plain language."""
+    if isinstance(rule, WorkflowRule):
+        return explain_workflow(rule)
     lines = _common(rule)
     if isinstance(rule, AggregateRule):
         lines.append(f"Per {rule.key_name} and {rule.period}, the left {rule.left.measure.text()} is compared with "

@@ -308,4 +308,105 @@ class AggregateRule(SidesRule):
         return self.left.measure.text()
 
 
-Rule = Annotated[ReconcileRule | AggregateRule, Field(discriminator="kind")]
+class Via(Strict):
+    """Reach the correlation key through an earlier step's events, which carry both keys."""
+
+    step: Name
+    key: FieldName
+
+
+class StepKey(Strict):
+    """How an event yields the correlation key: `key` is an events.keys entry; `many` when it holds a
+    JSON array of keys (one invoice covering many timesheets); `via` when it holds another key."""
+
+    key: FieldName
+    many: bool = False
+    via: Via | None = None
+
+
+class Sla(Strict):
+    within: Duration
+    after: Name | None = None  # default: the previous step
+
+
+class Step(StepKey):
+    name: Name
+    event_type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN, max_length=200)]
+    optional: bool = False
+    repeatable: bool = False
+    sla: Sla | None = None
+
+
+class FailureEvent(StepKey):
+    name: Name
+    event_type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN, max_length=200)]
+    message_field: FieldName | None = None  # a data field with the error text (e.g. error_message)
+
+
+class Failures(Strict):
+    events: tuple[FailureEvent, ...] = ()
+    error_spans: bool = False  # spans with StatusCode 'Error' in the trace of any step event
+
+
+class StepImpact(Strict):
+    """The impact of a workflow finding: a numeric data field of one step's event."""
+
+    step: Name
+    field: FieldName
+    currency_field: FieldName | None = None
+    currency: Currency | None = None
+
+    @model_validator(mode="after")
+    def _currency(self) -> StepImpact:
+        if (self.currency_field is None) == (self.currency is None):
+            raise ValueError("give exactly one of currency_field (a data field holding the code) or currency")
+        return self
+
+
+class WorkflowRule(RuleBase):
+    """Ordered steps (event types) of one business process, correlated by one key."""
+
+    kind: Literal["workflow"]
+    key_name: Name
+    steps: Annotated[tuple[Step, ...], Field(max_length=20)]
+    failures: Failures = Failures()
+    impact: StepImpact | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> WorkflowRule:
+        # checked here, not as min_length, so that one bad step is not also reported as "too few"
+        if len(self.steps) < 2:
+            raise At(("steps",), "a workflow needs at least two steps")
+        names = [s.name for s in self.steps]
+        first = self.steps[0]
+        if first.optional or first.via or first.sla:
+            raise At(("steps", 0), "the first step starts an instance: it cannot be optional, have via or an sla")
+        for i, step in enumerate(self.steps):
+            if step.name in names[:i]:
+                raise At(("steps", i, "name"), f"{step.name!r} is used twice")
+            if step.sla and step.sla.after is not None and step.sla.after not in names[:i]:
+                raise At(("steps", i, "sla", "after"), f"{step.sla.after!r} is not an earlier step")
+            _check_via(step, names[:i], ("steps", i, "via", "step"), self.steps)
+        for i, failure in enumerate(self.failures.events):
+            _check_via(failure, names, ("failures", "events", i, "via", "step"), self.steps)
+        if self.impact and self.impact.step not in names:
+            raise At(("impact", "step"), f"{self.impact.step!r} is not a step of this workflow")
+        return self
+
+    def anchor(self, index: int) -> int:
+        """The index of the step whose time step `index`'s SLA counts from (default: the previous)."""
+        sla = self.steps[index].sla
+        after = sla.after if sla and sla.after else self.steps[index - 1].name
+        return [s.name for s in self.steps].index(after)
+
+
+def _check_via(item: StepKey, allowed: list[str], path: tuple[str | int, ...], steps: tuple[Step, ...]) -> None:
+    if item.via is None:
+        return
+    if item.via.step not in allowed:
+        raise At(path, f"{item.via.step!r} is not an earlier step")
+    if next(s for s in steps if s.name == item.via.step).via is not None:
+        raise At(path, f"{item.via.step!r} is itself reached via another step: link to a step keyed directly")
+
+
+Rule = Annotated[ReconcileRule | AggregateRule | WorkflowRule, Field(discriminator="kind")]

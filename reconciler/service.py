@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler import compile_reconcile
+from reconciler import compile_reconcile, compile_workflow
 from reconciler.findings import Scope
 from reconciler.loader import LoadedRule
+from reconciler.model import WorkflowRule
 from reconciler.runner import RunResult, last_success, run_rule
 from reconciler.scheduler import Schedule, ScheduledJob
 from reconciler.sql import Params, changed_keys
@@ -30,6 +31,7 @@ DEFAULT_SCHEDULE = "15m"
 COMPILERS: dict[str, Callable[..., Any]] = {
     "reconcile": compile_reconcile.compile,
     "aggregate": compile_reconcile.compile,
+    "workflow": compile_workflow.compile,
 }
 
 
@@ -44,7 +46,7 @@ def run_one(store: Store, loaded: LoadedRule, full: bool = False) -> RunResult:
     since = None if full else last_success(store, loaded.name, loaded.version)
     now = datetime.now(UTC)
     compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
-    scope = None if since is None else changed_scope(rule, since)
+    scope = None if since is None else changed_scope(rule, since, now)
     return run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now)
 
 
@@ -71,9 +73,12 @@ def schedule_text(loaded: LoadedRule) -> str:
     return f"every {schedule}" if schedule == DEFAULT_SCHEDULE else f"on cron '{schedule}' (UTC)"
 
 
-def changed_scope(rule: Any, since: datetime) -> Scope:
-    """The keys an incremental run of a reconcile rule covers: those whose records changed since the
-    watermark, the same set the compiler restricts its query to (reconciler.sql.changed_keys)."""
+def changed_scope(rule: Any, since: datetime, now: datetime | None = None) -> Scope:
+    """The keys an incremental run of a rule covers, the same set its compiler restricts its query to:
+    for reconcile rules, keys whose records changed since the watermark (reconciler.sql.changed_keys);
+    for workflows, instances with new events or a deadline passed since then (compile_workflow.scope)."""
+    if isinstance(rule, WorkflowRule):
+        return compile_workflow.scope(rule, since, now or datetime.now(UTC))
     p = Params()
     key_name = p(rule.key_name)
     sql = f"SELECT map({key_name}, k) AS keys FROM ({changed_keys(p, rule, since)})"

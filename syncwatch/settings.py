@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 MIB = 1024 * 1024
+REPO_RULES = Path(__file__).resolve().parents[1] / "rules"
 
 
 class Settings(BaseSettings):
@@ -34,7 +35,8 @@ class Settings(BaseSettings):
         "", description="Admin token (any secret string) accepted with every scope; an embedded server "
         "writes one to <data_dir>/admin.token when this is empty."
     )
-    rules_dir: Path = Field(Path("rules"), description="Rule packs, event JSON Schemas and key mappings.")
+    rules_dir: Path = Field(REPO_RULES, description="Rule packs, event JSON Schemas and key mappings "
+                            "(default: the rules/ directory of this Syncwatch checkout).")
     spool_dir: Path | None = Field(None, description="Write-ahead spool directory; default <data_dir>/spool.")
     spool_max_bytes: int = Field(512 * MIB, description="Spool size at which ingest answers 503.")
     spool_high_water: float = Field(0.8, description="Share of spool_max_bytes above which /readyz fails.")

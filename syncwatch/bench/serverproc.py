@@ -34,7 +34,9 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = admin_token
         self.env = {**os.environ, "SYNCWATCH_DATA_DIR": str(data_dir), "SYNCWATCH_PORT": str(self.port),
-                    "SYNCWATCH_ADMIN_TOKEN": admin_token, "SYNCWATCH_LOG_LEVEL": "warning", **(extra_env or {})}
+                    "SYNCWATCH_ADMIN_TOKEN": admin_token, "SYNCWATCH_LOG_LEVEL": "warning",
+                    # ingest figures are about ingest: no scheduled rule runs competing for the cores
+                    "SYNCWATCH_RECONCILE_IN_PROCESS": "false", **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak_rss = 0
         self.rss_samples: list[tuple[float, int]] = []
@@ -75,8 +77,25 @@ class ServerProcess:
                                                                "scopes": list(scopes)})
         return body["token"]  # type: ignore[index]
 
+    def query(self, sql: str) -> list[list[object]]:
+        return self.admin("POST", "/api/v1/admin/query", json={"sql": sql})["rows"]  # type: ignore[index]
+
     def scalar(self, sql: str) -> int:
-        return int(self.admin("POST", "/api/v1/admin/query", json={"sql": sql})["rows"][0][0])  # type: ignore[index]
+        return int(self.query(sql)[0][0])  # type: ignore[call-overload]
+
+    def wait_drained(self, timeout: float = 60) -> None:
+        """Until everything acknowledged is in the store (the spool holds nothing pending)."""
+        deadline = time.monotonic() + timeout
+        while httpx.get(f"{self.url}/readyz", timeout=5).json()["checks"]["spool"]["pending_bytes"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"spool did not drain within {timeout} s")
+            time.sleep(0.1)
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown hook runs, as in a crash."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
 
     def stop(self) -> None:
         self._sampling.set()

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, REPO, Harness, free_port
+from syncwatch.bench.serverproc import ServerProcess
+from tests.conftest import ADMIN_TOKEN, Harness
 
 CE_BATCH = "application/cloudevents-batch+json"
 
@@ -47,59 +44,6 @@ def span_batch(name: str, n: int) -> bytes:
         "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}]}).encode()
 
 
-class ServerProcess:
-    """`syncwatch serve` in a child process with its own embedded store."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "SYNCWATCH_DATA_DIR": str(data_dir), "SYNCWATCH_PORT": str(port),
-                    "SYNCWATCH_ADMIN_TOKEN": ADMIN_TOKEN, "SYNCWATCH_RULES_DIR": str(REPO / "rules"),
-                    "SYNCWATCH_LOG_LEVEL": "warning"}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "syncwatch.cli", "serve"], env=self.env, cwd=REPO)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError("server did not start within 60 s")
-
-    def kill9(self) -> None:
-        assert self.proc
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
-
-    def key(self, system: str, *scopes: str) -> str:
-        body = {"name": "test", "system": system, "scopes": list(scopes)}
-        response = httpx.post(f"{self.url}/api/v1/admin/keys", json=body, headers=self.admin, timeout=30)
-        response.raise_for_status()
-        return response.json()["token"]
-
-    def query(self, sql: str) -> list[list[object]]:
-        response = httpx.post(f"{self.url}/api/v1/admin/query", json={"sql": sql}, headers=self.admin, timeout=60)
-        response.raise_for_status()
-        return response.json()["rows"]
-
-    def wait_drained(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            spool = httpx.get(f"{self.url}/readyz", timeout=5).json()["checks"]["spool"]
-            if spool["pending_bytes"] == 0:
-                return
-            time.sleep(0.1)
-        raise AssertionError("spool did not drain within 60 s")
-
-
 def _pump(url: str, path: str, token: str, content_type: str, make_body: Callable[[str], bytes],
           prefix: str, acked: list[str], stop: threading.Event) -> None:
     """Send numbered batches until stopped; remember the batches the server acknowledged."""
@@ -123,7 +67,7 @@ SPANS_PER_BATCH = 100
 
 @pytest.mark.slow
 def test_kill9_during_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", free_port())
+    server = ServerProcess(tmp_path / "data", ADMIN_TOKEN)
     server.start()
     event_token = server.key("crm", "events")
     span_token = server.key("*", "telemetry")

@@ -35,7 +35,8 @@ def problems(text: str, source: str = "pack.yaml") -> list[str]:
 def test_the_professional_services_pack_loads_from_the_rules_root() -> None:
     rules = {r.name: r for r in load_rules(REPO / "rules")}
     assert set(rules) == {"psa_vs_erp_projects", "crm_vs_erp_contract_value", "hr_vs_psa_cost_rates",
-                          "billing_vs_erp_invoices", "billing_leakage"}
+                          "billing_vs_erp_invoices", "billing_leakage", "quote_to_project", "time_to_bill",
+                          "project_to_cash", "order_to_cash"}
     assert isinstance(rules["billing_leakage"].rule, AggregateRule)
     assert isinstance(rules["psa_vs_erp_projects"].rule, ReconcileRule)
     assert all(len(r.version) == 12 and r.path.endswith(".yaml") and r.line >= 1 for r in rules.values())
@@ -117,7 +118,7 @@ def test_hostile_values_are_just_values() -> None:
 
 def test_unknown_kind_and_non_mapping_rules() -> None:
     assert problems(GOOD.replace("kind: reconcile", "kind: reconsile")) == [
-        "pack.yaml:1:1: rule: kind must be one of reconcile, aggregate"]
+        "pack.yaml:1:1: rule: kind must be one of reconcile, aggregate, workflow"]
     assert problems("- 17\n") == ["pack.yaml:1:3: a rule must be a mapping (name: ..., kind: ..., ...)"]
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from syncwatch.bench.serverproc import ServerProcess
 from syncwatch.cli import main
-from tests.collector.test_durability import ServerProcess
 from tests.conftest import ADMIN_TOKEN, REPO, free_port
 
 COMMANDS = [[], ["serve"], ["up"], ["demo"], ["migrate"], ["query"], ["keys"], ["keys", "create"], ["keys", "list"],
@@ -53,7 +53,7 @@ def test_keys_and_query_on_the_embedded_store(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_query_and_keys_reach_a_running_server_through_its_api(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", free_port())
+    server = ServerProcess(tmp_path / "data", ADMIN_TOKEN)
     server.start()
     env = {"SYNCWATCH_PORT": server.url.rsplit(":", 1)[1], "SYNCWATCH_ADMIN_TOKEN": ADMIN_TOKEN}
     try:

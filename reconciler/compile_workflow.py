@@ -1,0 +1,255 @@
+"""Compile workflow rules to one parameterized ClickHouse query: stuck instances, SLA breaches, failures.
+
+Every step (and failure signal) is a selection of events (FINAL) that yields correlation keys: a
+plain key, a many key (a JSON array, unnested), or a key reached through an earlier step's events
+(`via`, an inner join on a link table). The selections are stacked with UNION ALL and grouped by
+correlation key, with countIf / minIf / maxIf per step: a group-by measured at 0.16 s over 10M
+events (issue 3). windowFunnel is not used: it miscounted against ground truth in a measurement.
+
+Per instance (a correlation key whose first step is present), with T(step) = its first arrival, or
+its latest when the step is repeatable (the clock restarts with each repetition), and a step after
+a repeatable anchor counting as done only if it arrived at or after the anchor's latest arrival:
+
+    stuck        the first required step not done, its anchor done, and anchor + within < now
+    sla_breach   a step done after anchor + within (left_value: the deadline, right_value: arrival)
+    failed_step  a failure event, or an error span in the trace of a step event, since the instance
+                 started and while it is not complete (all required steps done); a linked event may
+                 be shared with an older instance (a client's customer record), whose failures
+                 are not this instance's
+
+An incremental run (`since`) covers the instances with an event received since then, an error span
+since then, or an SLA deadline that fell between `since` and `now`: the only ways a finding of an
+instance can appear or go away. `scope()` selects those same keys for the findings lifecycle.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from reconciler.compile_reconcile import CompiledRule
+from reconciler.findings import Scope
+from reconciler.model import StepKey, WorkflowRule
+from reconciler.sql import DATETIME, JOIN_SETTINGS, Params
+
+__all__ = ["compile", "scope"]
+
+_NO_PROBLEM = "tuple('', '', '', '', toFloat64(0), '', '', '')"
+
+
+def compile(rule: WorkflowRule, since: datetime | None = None, *, now: datetime | None = None) -> CompiledRule:
+    """The rule's query; `since` restricts it to the instances in scope of an incremental run."""
+    p, now = Params(), now or datetime.now(UTC)
+    inner = _instances(p, rule, since, now)
+    cases = ",\n            ".join(f"if({cond}, {tup}, {_NO_PROBLEM})" for cond, tup in _cases(p, rule, now))
+    sql = (
+        "SELECT\n"
+        "    problem.1 AS kind, problem.2 AS field, keys, systems, problem.3 AS left_value,\n"
+        "    problem.4 AS right_value, problem.5 AS impact_amount, impact_currency,\n"
+        "    left_trace_id, left_span_id, problem.7 AS right_trace_id, problem.8 AS right_span_id,\n"
+        "    problem.6 AS detail\n"
+        "FROM (\n"
+        f"    SELECT map({p(rule.key_name)}, ck) AS keys, systems, {_currency(p, rule)} AS impact_currency,\n"
+        "           last_trace AS left_trace_id, last_span AS left_span_id,\n"
+        f"           arrayFilter(x -> x.1 != '', [\n            {cases}\n           ]) AS problems\n"
+        f"    FROM (\n{inner}\n    )\n"
+        "    WHERE in_scope AND notEmpty(problems)\n"
+        ")\nARRAY JOIN problems AS problem\n"
+        f"{JOIN_SETTINGS}"
+    )
+    return CompiledRule(sql, p.values)
+
+
+def scope(rule: WorkflowRule, since: datetime, now: datetime) -> Scope:
+    """The correlation keys an incremental run from `since` at `now` covers (the same as `compile`'s)."""
+    p = Params()
+    inner = _instances(p, rule, since, now)
+    sql = f"SELECT map({p(rule.key_name)}, ck) AS keys FROM (\n{inner}\n) WHERE in_scope\n{JOIN_SETTINGS}"
+    return Scope(sql, p.values)
+
+
+# -- the event selections ------------------------------------------------------------------------------
+
+def _keys(p: Params, item: StepKey) -> str:
+    """The array of correlation (or link) keys one event yields."""
+    value = f"keys[{p(item.key)}]"
+    return f"JSONExtract({value}, 'Array(String)')" if item.many else f"[{value}]"
+
+
+def _json(p: Params, field: str, type_: str) -> str:
+    path = ", ".join(p(part) for part in field.split("."))
+    return f"JSONExtract{type_}(data, {path})"
+
+
+def _extras(p: Params, rule: WorkflowRule, source: int) -> str:
+    """amount, cur and msg of one source's rows: only the impact step and failures carry them."""
+    n, impact = len(rule.steps), rule.impact
+    mine = impact is not None and source < n and rule.steps[source].name == impact.step
+    amount = _json(p, impact.field, "Float") if mine and impact else "toFloat64(0)"
+    cur = _json(p, impact.currency_field, "String") if mine and impact and impact.currency_field else "''"
+    failure = rule.failures.events[source - n] if source >= n else None
+    msg = _json(p, failure.message_field, "String") if failure and failure.message_field else "''"
+    return f"{amount} AS amount, {cur} AS cur, {msg} AS msg"
+
+
+def _selection(p: Params, rule: WorkflowRule, source: int) -> str:
+    n = len(rule.steps)
+    item = rule.steps[source] if source < n else rule.failures.events[source - n]
+    columns = f"time, system, trace_id, span_id, received_at, {_extras(p, rule, source)}"
+    where = f"type = {p(item.event_type)}"
+    if item.via is None:
+        return (f"SELECT {source} AS s, ck, {columns}\n            FROM events FINAL ARRAY JOIN {_keys(p, item)}"
+                f" AS ck\n            WHERE {where} AND ck != ''")
+    linked = next(s for s in rule.steps if s.name == item.via.step)
+    return (
+        f"SELECT {source} AS s, l.ck AS ck, {', '.join('e.' + c for c in ('time', 'system', 'trace_id'))},"
+        " e.span_id, e.received_at, e.amount, e.cur, e.msg\n"
+        f"            FROM (SELECT arrayJoin({_keys(p, item)}) AS lk, {columns}\n"
+        f"                  FROM events FINAL WHERE {where}) AS e\n"
+        f"            INNER JOIN (SELECT DISTINCT keys[{p(item.via.key)}] AS lk, arrayJoin({_keys(p, linked)}) AS ck\n"
+        f"                        FROM events FINAL WHERE type = {p(linked.event_type)}) AS l ON e.lk = l.lk\n"
+        "            WHERE e.lk != '' AND l.ck != ''"
+    )
+
+
+def _error_spans(rule: WorkflowRule) -> str:
+    if not rule.failures.error_spans:
+        return ""
+    return (
+        "\n        LEFT JOIN (\n"
+        "            SELECT TraceId AS tid, argMax(SpanId, Timestamp) AS e_span,\n"
+        "                   argMax(SpanName, Timestamp) AS e_name,\n"
+        "                   argMax(StatusMessage, Timestamp) AS e_msg, max(Timestamp) AS e_ts, 1 AS e_present\n"
+        "            FROM otel_traces WHERE StatusCode = 'Error' GROUP BY TraceId\n"
+        "        ) AS e ON h.trace_id = e.tid"
+    )
+
+
+# -- per instance ----------------------------------------------------------------------------------------
+
+def _aggregates(rule: WorkflowRule) -> list[str]:
+    n = len(rule.steps)
+    cols = []
+    for i in range(n):
+        cols.append(f"countIf(s = {i}) > 0 AS has{i}, minIf(time, s = {i}) AS first{i}, "
+                    f"maxIf(time, s = {i}) AS last{i}")
+    for j in range(len(rule.failures.events)):
+        f = n + j
+        cols.append(f"countIf(s = {f}) > 0 AS fhas{j}, maxIf(time, s = {f}) AS ftime{j}, "
+                    f"argMaxIf(trace_id, time, s = {f}) AS ftrace{j}, argMaxIf(span_id, time, s = {f}) AS fspan{j}, "
+                    f"argMaxIf(msg, time, s = {f}) AS fmsg{j}")
+    if rule.failures.error_spans:
+        on = f"e_present AND s < {n} AND trace_id != ''"
+        cols.append(f"countIf({on}) > 0 AS ehas, argMaxIf(e_name, e_ts, {on}) AS ename, "
+                    f"argMaxIf(e_msg, e_ts, {on}) AS emsg, argMaxIf(trace_id, e_ts, {on}) AS etrace, "
+                    f"argMaxIf(e_span, e_ts, {on}) AS espan, argMaxIf(s, e_ts, {on}) AS estep, max(e_ts) AS ets")
+    cols += [f"argMaxIf(trace_id, time, s < {n}) AS last_trace, argMaxIf(span_id, time, s < {n}) AS last_span",
+             f"arraySort(groupUniqArrayIf(system, s < {n})) AS systems, max(received_at) AS recv",
+             f"argMinIf(amount, time, s = {_impact_step(rule)}) AS amount, anyIf(cur, cur != '') AS cur"]
+    return cols
+
+
+def _impact_step(rule: WorkflowRule) -> int:
+    names = [s.name for s in rule.steps]
+    return names.index(rule.impact.step) if rule.impact else 0
+
+
+def _derived(p: Params, rule: WorkflowRule) -> list[str]:
+    """T{i} (the step's clock), done{i}, arrive{i} and due{i} (the SLA deadline) per step; complete."""
+    cols = []
+    for i, step in enumerate(rule.steps):
+        cols.append(f"{'last' if step.repeatable else 'first'}{i} AS T{i}")
+        if i == 0:
+            cols.append("has0 AS done0, first0 AS arrive0")
+            continue
+        a = rule.anchor(i)
+        after_repeat = rule.steps[a].repeatable
+        done = f"has{i} AND last{i} >= T{a}" if after_repeat else f"has{i}"
+        cols.append(f"{done} AS done{i}, {'last' if after_repeat else 'T'}{i} AS arrive{i}")
+        if step.sla:
+            cols.append(f"T{a} + toIntervalSecond({p(int(step.sla.within.total_seconds()), 'Int64')}) AS due{i}")
+    required = [f"done{i}" for i, s in enumerate(rule.steps) if not s.optional]
+    cols.append(f"{' AND '.join(required)} AS complete")
+    return cols
+
+
+def _in_scope(p: Params, rule: WorkflowRule, since: datetime | None, now: str) -> str:
+    if since is None:
+        return "1"
+    at = p.named("since", since, DATETIME)
+    conds = [f"recv >= {at}"]
+    if rule.failures.error_spans:
+        conds.append(f"ets >= {at}")
+    conds += [f"(due{i} >= {at} AND due{i} <= {now})" for i, s in enumerate(rule.steps) if s.sla]
+    return " OR ".join(conds)
+
+
+def _instances(p: Params, rule: WorkflowRule, since: datetime | None, now: datetime) -> str:
+    """One row per started instance: the per-step columns, `complete` and `in_scope`."""
+    at = p.named("now", now, DATETIME)
+    union = "\n            UNION ALL\n            ".join(
+        _selection(p, rule, s) for s in range(len(rule.steps) + len(rule.failures.events)))
+    aggregates = ",\n               ".join(_aggregates(rule))
+    return (
+        f"    SELECT *, {', '.join(_derived(p, rule))},\n"
+        f"           {_in_scope(p, rule, since, at)} AS in_scope\n"
+        f"    FROM (\n        SELECT ck, {aggregates}\n"
+        f"        FROM (\n            {union}\n        ) AS h{_error_spans(rule)}\n"
+        "        GROUP BY ck\n        HAVING has0\n    )"
+    )
+
+
+# -- findings ------------------------------------------------------------------------------------------
+
+def _currency(p: Params, rule: WorkflowRule) -> str:
+    if rule.impact is None:
+        return "''"
+    return p(rule.impact.currency) if rule.impact.currency else "cur"
+
+
+def _tuple(kind: str, field: str, left: str, right: str, detail: str, trace: str = "''", span: str = "''",
+           impact: str = "amount") -> str:
+    return f"tuple('{kind}', {field}, {left}, {right}, toFloat64({impact}), {detail}, {trace}, {span})"
+
+
+def _cases(p: Params, rule: WorkflowRule, now: datetime) -> list[tuple[str, str]]:
+    impact = "amount" if rule.impact else "0"
+    who = f"{p(rule.key_name)}, ' ', ck"
+    cases = []
+    for i, step in enumerate(rule.steps):
+        if step.sla is None:
+            continue
+        a = rule.anchor(i)
+        name, anchor, due = p(step.name), p(rule.steps[a].name), f"toString(due{i})"
+        within = p(_duration(int(step.sla.within.total_seconds())))
+        earlier = [f"done{j}" for j in range(1, i) if not rule.steps[j].optional]
+        if not step.optional:
+            conds = [f"NOT done{i}", *dict.fromkeys([f"done{a}", *earlier])]
+            stuck = " AND ".join([*conds, f"due{i} < {p.named('now', now, DATETIME)}"])
+            detail = (f"concat({who}, ': step ', {name}, ' (', {p(step.event_type)}, ') overdue since ', {due},"
+                      f" ' (', {within}, ' after ', {anchor}, ')')")
+            cases.append((stuck, _tuple("stuck", name, due, "''", detail, impact=impact)))
+        late = f"done{i} AND done{a} AND arrive{i} > due{i}"
+        detail = (f"concat({who}, ': step ', {name}, ' arrived ', toString(arrive{i}), ', ',"
+                  f" toString(dateDiff('second', due{i}, arrive{i})), ' s after its deadline (', {within},"
+                  f" ' after ', {anchor}, ')')")
+        cases.append((late, _tuple("sla_breach", name, due, f"toString(arrive{i})", detail, impact=impact)))
+    for j, failure in enumerate(rule.failures.events):
+        name = p(failure.name)
+        detail = (f"concat({who}, ': ', {name}, ' (', {p(failure.event_type)}, ') at ', toString(ftime{j}),"
+                  f" if(fmsg{j} != '', concat(': ', fmsg{j}), ''))")
+        cond = f"fhas{j} AND ftime{j} >= first0 AND NOT complete"
+        cases.append((cond, _tuple("failed_step", name, "''", f"fmsg{j}", detail, f"ftrace{j}", f"fspan{j}",
+                                   impact)))
+    if rule.failures.error_spans:
+        steps = p([s.name for s in rule.steps], "Array(String)")
+        detail = f"concat({who}, ': error span ', ename, ' in the trace of step ', {steps}[estep + 1], ': ', emsg)"
+        found = _tuple("failed_step", "ename", f"{steps}[estep + 1]", "emsg", detail, "etrace", "espan", impact)
+        cases.append(("ehas AND ets >= first0 AND NOT complete", found))
+    return cases
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
