@@ -8,6 +8,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from reconciler import scheduler, service
+from reconciler.alerts import Notifier
 from reconciler.loader import load_rules
 from reconciler.scheduler import ScheduledJob
 from syncwatch.store import Store
@@ -20,11 +21,12 @@ class ScheduledReconciler:
 
     def __init__(self, rules_dir: Path, every: str = "") -> None:
         self.rules = service.runnable(load_rules(rules_dir))  # a broken pack stops start-up, with every problem
+        self.notifier = Notifier.from_file(rules_dir / "alerts.yaml")
         self.every = every
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self, store: Store) -> None:
-        jobs = service.scheduled_jobs(store, self.rules)
+        jobs = service.scheduled_jobs(store, self.rules, self.notifier)
         if self.every:
             jobs = [ScheduledJob(job.name, self.every, job.run) for job in jobs]
         self._scheduler = scheduler.start(jobs)
@@ -33,3 +35,4 @@ class ScheduledReconciler:
         if self._scheduler is not None:
             scheduler.stop(self._scheduler, wait=True)
             self._scheduler = None
+        self.notifier.close(timeout=10)

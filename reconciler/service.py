@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler import compile_reconcile, compile_workflow
+from reconciler.alerts import Notifier
 from reconciler.findings import Scope
 from reconciler.loader import LoadedRule
 from reconciler.model import WorkflowRule
@@ -40,23 +41,29 @@ def runnable(rules: Iterable[LoadedRule], only: str | None = None) -> list[Loade
     return [r for r in rules if r.rule.kind in COMPILERS and r.rule.enabled and only in (None, r.name)]
 
 
-def run_one(store: Store, loaded: LoadedRule, full: bool = False) -> RunResult:
-    """Run one rule now: incremental from its last success unless ``full`` or there is none."""
+def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Notifier | None = None) -> RunResult:
+    """Run one rule now: incremental from its last success unless ``full`` or there is none.
+    With a notifier, the run's findings are queued for alerting (never blocks, never raises)."""
     rule = loaded.rule
     since = None if full else last_success(store, loaded.name, loaded.version)
     now = datetime.now(UTC)
     compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
     scope = None if since is None else changed_scope(rule, since, now)
-    return run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now)
+    result = run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now)
+    if notifier is not None:
+        notifier.notify(store, result)
+    return result
 
 
-def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool) -> list[RunResult]:
+def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool,
+              notifier: Notifier | None = None) -> list[RunResult]:
     """Every rule once, one after another; a failure is recorded and the next rule runs."""
-    return [run_one(store, loaded, full) for loaded in rules]
+    return [run_one(store, loaded, full, notifier) for loaded in rules]
 
 
-def scheduled_jobs(store: Store, rules: Iterable[LoadedRule]) -> list[ScheduledJob]:
-    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_one, store, r, False)) for r in rules]
+def scheduled_jobs(store: Store, rules: Iterable[LoadedRule], notifier: Notifier | None = None) -> list[ScheduledJob]:
+    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_one, store, r, False, notifier))
+            for r in rules]
 
 
 def schedule_of(loaded: LoadedRule) -> Schedule:

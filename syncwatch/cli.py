@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -257,6 +258,7 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
     is for a ClickHouse server, or for --once while no server runs.
     """
     from reconciler import scheduler, service
+    from reconciler.alerts import Notifier
     from syncwatch import schema
     from syncwatch.store import Store
 
@@ -265,19 +267,22 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
     chosen = service.runnable(_load_rules(path), rule_name)
     if rule_name and not chosen:
         raise SyncwatchError(f"no runnable rule named {rule_name!r} (unknown, disabled or not scheduled)")
+    rules_dir = Path(path) if path else settings.rules_dir
+    notifier = Notifier.from_file((rules_dir if rules_dir.is_dir() else rules_dir.parent) / "alerts.yaml")
     store = Store.open(settings)
     try:
         schema.migrate(store)
         if once:
-            results = service.run_rules(store, chosen, full=full)
+            results = service.run_rules(store, chosen, full=full, notifier=notifier)
             _print_table(["rule", "full", "opened", "updated", "resolved", "reopened", "ms", "error"],
                          [[r.rule, int(r.full), r.opened, r.updated, r.resolved, r.reopened, round(r.duration_ms),
                            r.error[:120]] for r in results])
             if any(not r.ok for r in results):
                 sys.exit(1)
             return
-        _serve_schedule(scheduler.start(service.scheduled_jobs(store, chosen)))
+        _serve_schedule(scheduler.start(service.scheduled_jobs(store, chosen, notifier)))
     finally:
+        notifier.close(timeout=10)  # delivers what the runs queued, within the timeout
         store.close()
 
 
@@ -311,6 +316,25 @@ def bench_ingest(seconds: float, sustain: float, out: str) -> None:
     from syncwatch.bench.ingest import run
 
     run(seconds=seconds, out_dir=out, sustain_seconds=sustain)
+
+
+@bench.command("reconcile")
+@click.option("--rows", default="1000000,10000000", show_default=True,
+              help="Records per system, comma-separated sizes.")
+@click.option("--events", type=int, default=10_000_000, show_default=True,
+              help="Workflow events for stuck-instance detection (10 per instance); 0 skips it.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Also time polars and datacompy on the same data (datacompy needs the 'bench' extra).")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_reconcile(rows: str, events: int, baselines: bool, out: str) -> None:
+    """The PSA-vs-ERP rule over N x N generated records against polars and datacompy; stuck instances."""
+    from syncwatch.bench.reconcile import run
+
+    try:
+        sizes = [int(part.replace("_", "")) for part in rows.split(",") if part.strip()]
+    except ValueError as exc:
+        raise click.BadParameter("give sizes as integers, e.g. 1000000,10000000", param_hint="--rows") from exc
+    run(sizes, out_dir=out, baselines=baselines, events=events)
 
 
 if __name__ == "__main__":
