@@ -9,12 +9,14 @@ Content modes (HTTP protocol binding, section 3):
 A request is refused whole (DecodeError, nothing stored) when any event is malformed; an event
 whose data violates the JSON Schema registered for its type is quarantined and the rest stored.
 
-Speed (the collector must take 200k events/s on two cores): msgspec decodes the body in C into
-typed ``Envelope`` structs that validate the column attributes. A batch without extension
-attributes takes one strict pass; otherwise a second pass into ``dict[str, Raw]`` finds the
-extensions. ``data`` stays raw JSON text (stored as sent) and is parsed only when the registry
-validates or maps that event type, by a msgspec type compiled from its JSON Schema. Columns are
-built as lists and turned into one Arrow table per request.
+Speed (the collector must take 200k events/s on two cores, a few microseconds per event): msgspec
+decodes the body in C into typed ``Envelope`` structs that validate the column attributes. A batch
+without extension attributes takes one strict pass; otherwise a second pass into ``dict[str, Raw]``
+finds the extensions. A batch whose events are all in the common form is then checked and turned
+into columns a column at a time, mostly in C (collector.event_columns); any other request event by
+event, which is also what names the problem in a malformed one. ``data`` stays raw JSON text (stored
+as sent); the registry parses, validates and keys the data of all events of one type in one call.
+One Arrow table per request.
 """
 
 from __future__ import annotations
@@ -22,41 +24,47 @@ from __future__ import annotations
 import binascii
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
-from itertools import accumulate, chain
+from operator import attrgetter
 from typing import Annotated, Any
 from urllib.parse import unquote
 
 import msgspec
-import pyarrow as pa
 
 from collector.decoded import (
     SMALL_BATCH_ROWS,
     DecodeContext,
     Decoded,
     DecodeError,
-    Rows,
     SourceNotAllowed,
     UnsupportedMediaType,
     quarantine_rows,
 )
-from collector.event_registry import EventRegistry, KeyMappingError
-from syncwatch.model import EVENTS, EVENTS_SCHEMA, QUARANTINE, STR
+from collector.event_columns import (
+    MAX_YEAR,
+    MIN_YEAR,
+    SPECVERSION,
+    events_rows,
+    events_table,
+    judge,
+    plain_columns,
+)
+from collector.event_columns import map_array as map_array  # re-exported: decode_records imports it from here
+from collector.event_registry import EventRegistry
+from syncwatch.model import EVENTS, EVENTS_SCHEMA, QUARANTINE
 
 KIND = "event"  # the ingest kind: quarantine.kind and ingest_batches.kind
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-SPECVERSION = "1.0"
 EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,64}$")  # spec 3.1.1: lowercase ASCII letters and digits
 JSON_MEDIA = re.compile(r"^(application|text)/([a-z0-9!#$&^_.+-]+\+)?json$")  # JSON format 3.1
 BASE64_MARK = "data_base64"  # extensions entry: `data` holds base64 (cannot clash: not a legal extension name)
 MAX_MESSAGES = 100
-MIN_YEAR, MAX_YEAR = 1900, 2299  # the range of ClickHouse DateTime64
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class Envelope(msgspec.Struct):
+class Envelope(msgspec.Struct, gc=False):  # gc=False: no cycles, and a batch of them no longer triggers GC passes
     """The context attributes stored in columns, as the JSON event format carries them."""
 
     id: NonEmpty
@@ -83,7 +91,9 @@ _ONE = (msgspec.json.Decoder(_StrictEnvelope), msgspec.json.Decoder(Envelope),
         msgspec.json.Decoder(dict[str, msgspec.Raw]))
 _MANY = (msgspec.json.Decoder(list[_StrictEnvelope]), msgspec.json.Decoder(list[Envelope]),
          msgspec.json.Decoder(list[dict[str, msgspec.Raw]]))
-Row = tuple[str, str, str, str, datetime, str, str, str, str, str, dict[str, str], str, dict[str, str]]
+ROW = tuple(f.name for f in EVENTS_SCHEMA if f.name not in ("system", "keys", "received_at"))  # a Row's fields
+Row = tuple[str, str, str, str, datetime, str, str, str, str, str, str, dict[str, str]]
+_ATTRIBUTES = {name: attrgetter(name) for name in Envelope.__struct_fields__}
 
 
 def decode_events(
@@ -96,9 +106,7 @@ def decode_events(
         if charset not in ("", "utf-8"):
             raise UnsupportedMediaType("unsupported_media_type", f"charset {charset!r} is not supported; use utf-8")
         envelopes, raws = _decode_structured(body, media == BATCH)
-        for i, envelope in enumerate(envelopes):
-            where = f"event[{i}]" if media == BATCH else "event"
-            builder.add_structured(where, envelope, raws[i] if raws else None, i if media == BATCH else -1)
+        builder.add_structured(envelopes, raws, media == BATCH)
     elif media.startswith("application/cloudevents"):
         raise UnsupportedMediaType("unsupported_media_type", f"event format {media!r} is not supported; "
                                    f"use {STRUCTURED} or {BATCH}")
@@ -142,32 +150,56 @@ def is_json_media(datacontenttype: str) -> bool:
     return bool(JSON_MEDIA.match(datacontenttype.partition(";")[0].strip().lower()))
 
 
+def _where(index: int) -> str:
+    """How messages name an event: by its index in a batch; -1 is the request's only event."""
+    return "event" if index < 0 else f"event[{index}]"
+
+
 class _Builder:
-    """Rows of the events table and quarantined items of one request."""
+    """Columns of the events table and quarantined items of one request.
+
+    Every event gets a row until finish(), which has the registry judge the data of all events of one
+    type in one call (see event_columns.judge) and takes the quarantined ones out.
+    """
 
     def __init__(self, ctx: DecodeContext, registry: EventRegistry, body: bytes) -> None:
         self.ctx = ctx
         self.registry = registry
         self.body = body
+        self.columns: dict[str, list[Any]] = {}  # or, event by event, rows:
         self.rows: list[Row] = []
-        self.quarantine: list[tuple[str, str, str, str, str]] = []
+        self.data: list[Any] = []  # per row: the data as JSON text (msgspec.Raw), or its parsed value
+        self.parsed: set[int] = set()  # the rows whose data is a parsed value
+        self.payload: bytes | None = None  # the JSON of a request's only event (batches: _event_json)
         self._items: list[msgspec.Raw] | None = None
 
-    def add_structured(self, where: str, env: Envelope, raw: dict[str, msgspec.Raw] | None, index: int) -> None:
-        extensions: dict[str, Any] = {}
-        if raw is not None and (names := raw.keys() - COLUMN_ATTRIBUTES):
-            try:
-                extensions = {name: _ANY.decode(raw[name]) for name in names}
-            except UnicodeDecodeError as exc:
-                raise DecodeError("invalid_utf8", f"{where}: an extension attribute is not valid UTF-8") from exc
-        if env.data_base64 is not None:
-            if env.data and bytes(env.data) != b"null":
-                raise DecodeError("invalid_data", f"{where}: has both data and data_base64; send one")
-            payload = _base64(where, env.data_base64)
-            text, value, is_b64 = _bytes_data(f"{where}.data_base64", payload, env.datacontenttype, self.ctx)
-        else:
-            text, value, is_b64 = _json_data(f"{where}.data", env.data, env.datacontenttype, self.ctx)
-        self._add(where, env, extensions, text, value, is_b64, index)
+    def add_structured(self, envelopes: list[Envelope], raws: list[dict[str, msgspec.Raw]] | None,
+                       batch: bool) -> None:
+        if not batch:
+            self.payload = self.body
+        if raws is None:  # no extension attributes: the common form, taken a column at a time, if all are in it
+            attributes = {name: list(map(get, envelopes)) for name, get in _ATTRIBUTES.items()}
+            if (columns := plain_columns(attributes, self.ctx)) is not None:
+                self.columns, self.data = columns, attributes["data"]
+                return
+        for i, env in enumerate(envelopes):
+            index = i if batch else -1
+            extensions = self._raw_extensions(index, raws[i]) if raws else {}
+            if env.data_base64 is None:
+                text, value, is_b64 = _json_data(index, env.data, env.datacontenttype, self.ctx)
+            else:
+                if env.data and bytes(env.data) != b"null":
+                    raise DecodeError("invalid_data", f"{_where(index)}: has both data and data_base64; send one")
+                payload = _base64(_where(index), env.data_base64)
+                text, value, is_b64 = _bytes_data(f"{_where(index)}.data_base64", payload, env.datacontenttype,
+                                                  self.ctx)
+            self._add(index, env, extensions, text, value, is_b64)
+
+    def _raw_extensions(self, index: int, raw: dict[str, msgspec.Raw]) -> dict[str, Any]:
+        try:
+            return {name: _ANY.decode(raw[name]) for name in raw.keys() - COLUMN_ATTRIBUTES}
+        except UnicodeDecodeError as exc:
+            raise DecodeError("invalid_utf8", f"{_where(index)}: an extension attribute is not valid UTF-8") from exc
 
     def add_binary(self, ce: dict[str, str], content_type: str, body: bytes) -> None:
         attrs: dict[str, Any] = {}
@@ -189,81 +221,57 @@ class _Builder:
             raise DecodeError("invalid_attribute", f"{field}: {problem}") from exc
         text, value, is_b64 = _bytes_data("body", body, content_type or None, self.ctx)
         extensions = {name: attrs[name] for name in attrs.keys() - COLUMN_ATTRIBUTES}
-        self._add("event", env, extensions, text, value, is_b64, msgspec.json.encode({**attrs, "data": text}))
+        self.payload = msgspec.json.encode({**attrs, "data": text})
+        self._add(-1, env, extensions, text, value, is_b64)
 
-    def _add(self, where: str, env: Envelope, ext: dict[str, Any], text: str, value: Any, is_b64: bool,
-             origin: int | bytes) -> None:
+    def _add(self, index: int, env: Envelope, ext: dict[str, Any], text: str, value: Any, is_b64: bool) -> None:
         if env.specversion != SPECVERSION:
-            raise DecodeError("invalid_attribute", f"{where}.specversion: {env.specversion!r} is not supported; "
-                              "use '1.0'")
-        event_time = check_time(f"{where}.time", env.time) if env.time is not None else self.ctx.received_at
-        trace_id, span_id = parse_traceparent(env.traceparent, f"{where}.traceparent") if env.traceparent else ("", "")
-        extensions = _extensions(where, ext) if ext else {}
+            raise DecodeError("invalid_attribute", f"{_where(index)}.specversion: {env.specversion!r} is not "
+                              "supported; use '1.0'")
+        event_time = check_time(f"{_where(index)}.time", env.time) if env.time is not None else self.ctx.received_at
+        tp = env.traceparent
+        trace_id, span_id = parse_traceparent(tp, f"{_where(index)}.traceparent") if tp else ("", "")
+        extensions = _extensions(_where(index), ext) if ext else {}
         if is_b64:
             extensions[BASE64_MARK] = "true"
         if not self.ctx.allows_source(env.source):
-            raise SourceNotAllowed("source_not_allowed", f"{where}.source: API key {self.ctx.key_id!r} may not send "
-                                   f"events with source {env.source!r}; allowed prefixes: "
+            raise SourceNotAllowed("source_not_allowed", f"{_where(index)}.source: API key {self.ctx.key_id!r} may "
+                                   f"not send events with source {env.source!r}; allowed prefixes: "
                                    f"{', '.join(self.ctx.source_prefixes)}")
-        keys: dict[str, str] = {}
-        if self.registry.needs_data(env.type):
-            if isinstance(value, _JSONText):
-                data, reason = self.registry.check_json(env.type, value.chunk)
-            else:
-                data, reason = value, self.registry.validate(env.type, value)
-            try:
-                keys = self.registry.keys(env.type, data) if reason is None else {}
-            except KeyMappingError as exc:
-                reason = f"business keys: {exc}"
-            if reason is not None:
-                payload = origin if isinstance(origin, bytes) else self._event_json(origin)
-                self.quarantine.append((env.source, env.id, env.type, reason, payload.decode("utf-8", "replace")))
-                return
+        if not isinstance(value, msgspec.Raw):
+            self.parsed.add(len(self.rows))
+        self.data.append(value)
         self.rows.append((env.type, env.source, env.id, env.specversion, event_time, env.subject or "",
-                          env.datacontenttype or "", env.dataschema or "", trace_id, span_id, keys, text, extensions))
+                          env.datacontenttype or "", env.dataschema or "", trace_id, span_id, text, extensions))
 
-    def _columns(self) -> dict[str, list[Any]]:
-        n = len(self.rows)
-        names = [f.name for f in EVENTS_SCHEMA if f.name not in ("system", "received_at")]
-        columns = list(zip(*self.rows, strict=True)) if n else [() for _ in names]
-        out: dict[str, list[Any]] = {name: list(col) for name, col in zip(names, columns, strict=True)}
-        out["system"] = [self.ctx.system] * n
-        out["received_at"] = [self.ctx.received_at] * n
-        return out
-
-    def _event_json(self, index: int) -> bytes:
+    def _event_json(self, row: int) -> str:
         """The event's JSON exactly as sent: the body, or one element of the batch (error path only)."""
-        if index < 0:
-            return self.body
-        if self._items is None:
+        if self.payload is None and self._items is None:
             self._items = _RAW_ITEMS.decode(self.body)
-        return bytes(self._items[index])
+        payload = self.payload if self.payload is not None else bytes(self._items[row])  # type: ignore[index]
+        return payload.decode("utf-8", "replace")
 
     def finish(self) -> Decoded:
-        n = len(self.rows)
-        columns = self._columns()
-        decoded = Decoded(accepted=n, quarantined=len(self.quarantine))
-        decoded.add(EVENTS, Rows(columns) if n < SMALL_BATCH_ROWS else _table(columns))
-        decoded.add(QUARANTINE, quarantine_rows(self.ctx, KIND, self.quarantine))
+        columns = self.columns or {name: [] for name in ROW}
+        if self.rows:
+            columns = {name: list(col) for name, col in zip(ROW, zip(*self.rows, strict=True), strict=True)}
+        keys, reasons = judge(self.registry, columns["type"], self.data, self.parsed)
+        quarantine = [(columns["source"][i], columns["id"][i], columns["type"][i], reason, self._event_json(i))
+                      for i, reason in sorted(reasons.items())]
+        if reasons:
+            keep = [i for i in range(len(keys[0])) if i not in reasons]
+            columns = {name: [col[i] for i in keep] for name, col in columns.items()}
+            keys = ([keys[0][i] for i in keep], [keys[1][i] for i in keep])
+        n = len(keys[0])
+        decoded = Decoded(accepted=n, quarantined=len(quarantine))
+        decoded.add(EVENTS, events_rows(self.ctx, columns, keys) if n < SMALL_BATCH_ROWS
+                    else events_table(self.ctx, columns, keys))
+        decoded.add(QUARANTINE, quarantine_rows(self.ctx, KIND, quarantine))
         decoded.messages = [f"event {item_id!r} (type {event_type}, source {source}) quarantined: {reason}"
-                            for source, item_id, event_type, reason, _ in self.quarantine[:MAX_MESSAGES]]
-        if len(self.quarantine) > MAX_MESSAGES:
-            decoded.messages.append(f"... and {len(self.quarantine) - MAX_MESSAGES} more quarantined")
+                            for source, item_id, event_type, reason, _ in quarantine[:MAX_MESSAGES]]
+        if len(quarantine) > MAX_MESSAGES:
+            decoded.messages.append(f"... and {len(quarantine) - MAX_MESSAGES} more quarantined")
         return decoded
-
-
-def _table(columns: dict[str, list[Any]]) -> pa.Table:
-    arrays = [map_array(columns[f.name]) if f.name in ("keys", "extensions") else pa.array(columns[f.name], f.type)
-              for f in EVENTS_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
-
-
-def map_array(dicts: Sequence[dict[str, str]]) -> pa.Array:
-    """A Map(String, String) column from dicts, built from flat children (faster than from the dicts)."""
-    offsets = pa.array(list(accumulate(map(len, dicts), initial=0)), pa.int32())
-    keys = pa.array(list(chain.from_iterable(dicts)), STR)
-    values = pa.array(list(chain.from_iterable(map(dict.values, dicts))), STR)
-    return pa.MapArray.from_arrays(offsets, keys, values)
 
 
 # --- attributes ---------------------------------------------------------------------------------------
@@ -307,28 +315,21 @@ def json_kind(value: Any) -> str:
 
 # --- data ---------------------------------------------------------------------------------------------
 
-class _JSONText:
-    """JSON data not parsed yet: only the registry parses it, and only for types it knows."""
-
-    __slots__ = ("chunk",)
-
-    def __init__(self, chunk: bytes) -> None:
-        self.chunk = chunk
-
-
-def _json_data(where: str, raw: msgspec.Raw, dct: str | None, ctx: DecodeContext) -> tuple[str, Any, bool]:
-    """Structured-mode `data`: (text to store, parsed value or _JSONText, stored as base64)."""
+def _json_data(index: int, raw: msgspec.Raw, dct: str | None, ctx: DecodeContext) -> tuple[str, Any, bool]:
+    """Structured-mode `data`: (text to store, value, stored as base64). The value of JSON data is the
+    msgspec.Raw itself: only the registry parses it, and only for types it knows."""
     chunk = bytes(raw)
     if not chunk or chunk == b"null":
         return "", None, False
     if chunk[:1] == b'"' and dct is not None and not is_json_media(dct):
         value = _ANY.decode(chunk)  # non-JSON media type: the JSON string is the data (JSON format 3.1)
         return value, value, False
-    check_depth(chunk, ctx.max_depth, where)
+    check_depth(chunk, ctx.max_depth, f"{_where(index)}.data")
     try:
-        return chunk.decode("utf-8"), _JSONText(chunk), False
+        return chunk.decode("utf-8"), raw, False
     except UnicodeDecodeError as exc:
-        raise DecodeError("invalid_utf8", f"{where}: invalid UTF-8 at byte {exc.start} of the data") from exc
+        message = f"{_where(index)}.data: invalid UTF-8 at byte {exc.start} of the data"
+        raise DecodeError("invalid_utf8", message) from exc
 
 
 def _bytes_data(where: str, payload: bytes, dct: str | None, ctx: DecodeContext) -> tuple[str, Any, bool]:

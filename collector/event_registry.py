@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, Required, TypedDict
+from typing import Any
 
 import fastjsonschema
 import msgspec
-from fastjsonschema.draft04 import DOLLAR_FINDER
-from fastjsonschema.draft07 import CodeGeneratorDraft07
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
+from collector.event_types import KeyMappingError, KeyReader, TypedData, json_kind, key_reader, typed_data
 from syncwatch.errors import SyncwatchError
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -45,7 +43,8 @@ MAPPING_SECTIONS = ("keys", "dimensions")
 
 Validator = Callable[[Any], Any]
 _ANY = msgspec.json.Decoder()
-Step = tuple[str, bool]  # (object member, walk every element of the array found there)
+_ANY_ARRAY = msgspec.json.Decoder(list[Any])
+_NO_KEYS = KeyReader((), ())
 
 
 class RegistryError(SyncwatchError):
@@ -54,10 +53,6 @@ class RegistryError(SyncwatchError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid event registry:\n  " + "\n  ".join(problems))
         self.problems = problems
-
-
-class KeyMappingError(ValueError):
-    """An event's data does not have the shape its mapping expects (e.g. an object where a key should be)."""
 
 
 @dataclass(frozen=True)
@@ -71,62 +66,13 @@ class TypeMapping:
         return {**self.keys, **self.dimensions}
 
 
-Getter = Callable[[Any], Any]
+@dataclass
+class Verdicts:
+    """The registry's word on each of a batch of events of one type: its keys, or why it is quarantined."""
 
-
-def _getter(path: str) -> tuple[Getter, bool]:
-    """A function data -> value (or list of values for a many path) and whether the path is many."""
-    segments = path.split(".")[1:]  # the leading "data" is the event's data itself
-    steps = tuple((s.removesuffix("[]"), s.endswith("[]")) for s in segments)
-    if [each for _, each in steps] == [False] * (len(steps) - 1) + [True]:  # data.a.ids[]: one array
-        members = tuple(m for m, _ in steps)
-        return (lambda data: v if type(v := _follow(data, members)) is list else []), True
-    if any(each for _, each in steps):
-        return (lambda data: list(_walk(data, steps))), True
-    if len(steps) == 1:  # the common case, kept to one dict lookup
-        member = steps[0][0]
-        return (lambda data: data.get(member) if type(data) is dict else None), False
-    members = tuple(m for m, _ in steps)
-    return (lambda data: _follow(data, members)), False
-
-
-def _follow(node: Any, members: tuple[str, ...]) -> Any:
-    for member in members:
-        if type(node) is not dict:
-            return None
-        node = node.get(member)
-    return node
-
-
-def _walk(node: Any, steps: tuple[Step, ...]) -> Iterator[Any]:
-    for i, (member, each) in enumerate(steps):
-        if type(node) is not dict:
-            return
-        node = node.get(member)
-        if each:
-            if type(node) is list:
-                for element in node:
-                    yield from _walk(element, steps[i + 1:])
-            return
-    if node is not None:
-        yield node
-
-
-def key_text(value: Any, what: str) -> str:
-    """A scalar JSON value as key text: strings as they are, numbers as their JSON text, true/false."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return msgspec.json.encode(value).decode()
-    if type(value) is date:  # from the fast path's `format: date`; the same text as sent
-        return value.isoformat()
-    raise KeyMappingError(f"{what} must be a string, number or boolean, got {_json_kind(value)}")
-
-
-def _json_kind(value: Any) -> str:
-    return {dict: "object", list: "array", type(None): "null"}.get(type(value), type(value).__name__)
+    key_names: list[tuple[str, ...]]  # per item; absent keys are left out
+    key_texts: list[tuple[str, ...]]
+    reasons: dict[int, str]  # item index -> why the item is quarantined (its keys are then empty)
 
 
 @dataclass
@@ -136,17 +82,13 @@ class EventRegistry:
     validators: dict[str, Validator] = field(default_factory=dict)
     mappings: dict[str, TypeMapping] = field(default_factory=dict)
     schemas: dict[str, dict] = field(default_factory=dict)
-    _getters: dict[str, tuple[tuple[str, Getter, bool], ...]] = field(default_factory=dict, repr=False)
-    _members: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, repr=False)
-    _fast: dict[str, msgspec.json.Decoder] = field(default_factory=dict, repr=False)
+    _readers: dict[str, KeyReader] = field(default_factory=dict, repr=False)
+    _typed: dict[str, TypedData] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._fast = {t: d for t, s in self.schemas.items() if t in self.validators and (d := fast_decoder(s, t))}
-        # one-segment paths (data.x), the common case, are plain dict lookups in keys()
-        self._members = {t: tuple((n, p[5:]) for n, p in m.paths().items() if p.count(".") == 1 and "[" not in p)
-                         for t, m in self.mappings.items()}
-        self._getters = {t: tuple((n, *_getter(p)) for n, p in m.paths().items() if (n, p[5:]) not in self._members[t])
-                         for t, m in self.mappings.items()}
+        self._readers = {t: r for t, m in self.mappings.items() if (r := key_reader(m.paths()))}
+        self._typed = {t: d for t, s in self.schemas.items() if t in self.validators and (
+            d := typed_data(s, self.mappings[t].paths() if t in self.mappings else {}, t))}
 
     @classmethod
     def from_parts(cls, schemas: Mapping[str, dict], mappings: Mapping[str, TypeMapping]) -> EventRegistry:
@@ -193,160 +135,69 @@ class EventRegistry:
             return exc.message
         return None
 
-    def check_json(self, event_type: str, doc: bytes) -> tuple[Any, str | None]:
-        """Parse JSON data and validate it: (data, violation or None); same verdict as validate().
-
-        Fast path: a msgspec type compiled from the schema parses and validates in C. It is never
-        more lenient than the schema, so when it refuses, fastjsonschema gives the verdict and reason.
-        """
-        fast = self._fast.get(event_type)
-        if fast is not None:
-            try:
-                return fast.decode(doc), None
-            except msgspec.ValidationError:
-                pass
-        data = _ANY.decode(doc)
-        return data, self.validate(event_type, data)
-
     def keys(self, event_type: str, data: Any) -> dict[str, str]:
         """Business keys and dimensions of one event; absent or null paths are left out.
 
         Raises KeyMappingError when a path meets an object or array where a scalar should be.
         """
-        out: dict[str, str] = {}
-        if type(data) is dict:
-            get_member = data.get
-            for name, member in self._members.get(event_type, ()):
-                value = get_member(member)
-                if type(value) is str:
-                    out[name] = value
-                elif value is not None:
-                    out[name] = key_text(value, f"key {name!r}")
-        for name, get, many in self._getters.get(event_type, ()):
-            value = get(data)
-            if many:
-                if texts := [key_text(v, f"{name} element") for v in value]:
-                    out[name] = msgspec.json.encode(list(dict.fromkeys(texts))).decode()
-            elif type(value) is str:
-                out[name] = value
-            elif value is not None:
-                out[name] = key_text(value, f"key {name!r}")
-        return out
+        reader = self._readers.get(event_type, _NO_KEYS)
+        return {name: col[0] for name, col in zip(reader.names, reader.columns([data]), strict=True)
+                if col[0] is not None}
 
+    def check_batch(self, event_type: str, docs: Sequence[bytes | msgspec.Raw]) -> Verdicts:
+        """Validate and key the JSON data of many events of one type: the same verdicts, reasons and keys
+        as validate() and keys() give each one, in a fraction of the time.
 
-# --- the msgspec fast path ---------------------------------------------------------------------------
-# A draft-07 subset compiled to msgspec types that accept only what fastjsonschema accepts (same
-# regexes, same bounds); anything else in a schema means no fast path for that type. TypedDicts
-# ignore undeclared members, which is what a schema without additionalProperties allows.
+        Fast path: one msgspec call decodes all of them into the type compiled from the schema (see
+        collector.event_types). It is never more lenient than the schema, so data it takes is valid."""
+        typed = self._typed.get(event_type)
+        if typed is None:
+            return self.check_values(event_type, _ANY_ARRAY.decode(b"[" + b",".join(docs) + b"]"))
+        try:
+            return Verdicts(*typed.keys.pairs(typed.decode(docs)), {})
+        except (msgspec.ValidationError, KeyMappingError):
+            return self._check_each(event_type, typed, docs)
 
-_ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description", "default", "examples"}
-_FORMATS = CodeGeneratorDraft07.FORMAT_REGEXS
-_INT64 = range(-(2**63), 2**63)
+    def _check_each(self, event_type: str, typed: TypedData, docs: Sequence[bytes | msgspec.Raw]) -> Verdicts:
+        """check_batch() when some item breaks the schema or has a key of the wrong shape: the items the
+        typed decoder takes on their own are keyed together; fastjsonschema judges the others."""
+        items = typed.decode_each(docs)
+        taken = [i for i, item in enumerate(items) if item is not None]
+        try:
+            names, texts = typed.keys.pairs([items[i] for i in taken])
+        except KeyMappingError:  # leave it to check_values to name the items
+            taken, names, texts = [], [], []
+        verdicts = Verdicts([()] * len(docs), [()] * len(docs), {})
+        for i, row_names, row_texts in zip(taken, names, texts, strict=True):
+            verdicts.key_names[i], verdicts.key_texts[i] = row_names, row_texts
+        rest = sorted(set(range(len(docs))) - set(taken))
+        judged = self.check_values(event_type, [_ANY.decode(docs[i]) for i in rest])
+        for j, i in enumerate(rest):
+            verdicts.key_names[i], verdicts.key_texts[i] = judged.key_names[j], judged.key_texts[j]
+        verdicts.reasons = {rest[j]: reason for j, reason in judged.reasons.items()}
+        return verdicts
 
-
-class _Unsupported(Exception):
-    pass
-
-
-def fast_decoder(schema: dict, name: str) -> msgspec.json.Decoder | None:
-    try:
-        return msgspec.json.Decoder(_fast_type(schema, name.replace(".", "_")))
-    except (_Unsupported, TypeError, ValueError, re.error):
-        return None
-
-
-def _fast_type(s: Any, name: str) -> Any:
-    if not isinstance(s, dict):
-        raise _Unsupported
-    rest = set(s) - _ANNOTATIONS
-    kind = s.get("type")
-    if "enum" in s:
-        if rest - {"enum", "type"} or kind not in (None, "string") or not all(isinstance(v, str) for v in s["enum"]):
-            raise _Unsupported
-        return Literal[tuple(s["enum"])]
-    nullable = isinstance(kind, list) and "null" in kind
-    if isinstance(kind, list):
-        kinds = [k for k in kind if k != "null"]
-        if len(kinds) != 1:
-            raise _Unsupported
-        kind = kinds[0]
-    if kind is None:
-        if rest:
-            raise _Unsupported
-        return Any
-    build = {"object": _fast_object, "array": _fast_array, "string": _fast_string, "number": _fast_number,
-             "integer": _fast_integer, "boolean": _fast_boolean}.get(kind)
-    if build is None:
-        raise _Unsupported
-    t = build(s, rest - {"type"}, name)
-    return t | None if nullable else t
-
-
-def _only(rest: set[str], allowed: set[str]) -> None:
-    if rest - allowed:
-        raise _Unsupported
-
-
-def _fast_object(s: dict, rest: set[str], name: str) -> Any:
-    _only(rest, {"properties", "required", "additionalProperties"})
-    if s.get("additionalProperties", True) is not True:
-        raise _Unsupported
-    properties, required = s.get("properties") or {}, s.get("required") or []
-    if not properties and not required:
-        return dict[str, Any]
-    fields = {k: _fast_type(v, f"{name}_{k}") for k, v in properties.items()}
-    fields |= {k: Required[fields.get(k, Any)] for k in required}
-    return TypedDict(name, fields, total=False)  # type: ignore[operator]
-
-
-def _fast_array(s: dict, rest: set[str], name: str) -> Any:
-    _only(rest, {"items", "minItems", "maxItems", "uniqueItems"})
-    if s.get("uniqueItems"):
-        raise _Unsupported
-    item = _fast_type(s["items"], f"{name}_item") if "items" in s else Any
-    return _constrained(list[item], min_length=s.get("minItems"), max_length=s.get("maxItems"))
-
-
-def _fast_string(s: dict, rest: set[str], name: str) -> Any:
-    _only(rest, {"minLength", "maxLength", "pattern", "format"})
-    if rest == {"format"} and s["format"] == "date":
-        return date  # msgspec's RFC 3339 full-date is stricter than the format regex; key_text restores the text
-    lookaheads = []
-    if "pattern" in s:  # search semantics, and fastjsonschema's '$' -> '\Z'
-        lookaheads.append(r"(?=[\s\S]*?(?:" + DOLLAR_FINDER.sub(r"\\Z", s["pattern"]) + "))")
-    if s.get("format") in _FORMATS:  # match semantics (an unknown format is not checked by either)
-        lookaheads.append("(?=(?:" + _FORMATS[s["format"]] + "))")
-    pattern = "^" + "".join(lookaheads) if lookaheads else None
-    return _constrained(str, min_length=s.get("minLength"), max_length=s.get("maxLength"), pattern=pattern)
-
-
-def _bounds(s: dict) -> dict[str, Any]:
-    bounds = {"ge": s.get("minimum"), "le": s.get("maximum"), "gt": s.get("exclusiveMinimum"),
-              "lt": s.get("exclusiveMaximum")}
-    if any(v is not None and (type(v) is not int or v not in _INT64) for v in bounds.values()):
-        raise _Unsupported  # keep ints ints: a fractional or huge bound gets no fast path
-    return bounds
-
-
-def _fast_number(s: dict, rest: set[str], name: str) -> Any:
-    _only(rest, {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
-    bounds = _bounds(s)
-    return _constrained(int, **bounds) | _constrained(float, **bounds)
-
-
-def _fast_integer(s: dict, rest: set[str], name: str) -> Any:
-    _only(rest, {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
-    return _constrained(int, **_bounds(s))
-
-
-def _fast_boolean(s: dict, rest: set[str], name: str) -> Any:
-    _only(rest, set())
-    return bool
-
-
-def _constrained(t: Any, **meta: Any) -> Any:
-    meta = {k: v for k, v in meta.items() if v is not None}
-    return Annotated[t, msgspec.Meta(**meta)] if meta else t
+    def check_values(self, event_type: str, values: list[Any]) -> Verdicts:
+        """check_batch() for data already parsed: item by item, unless there is nothing to validate."""
+        reader = self._readers.get(event_type, _NO_KEYS)
+        if event_type not in self.validators:
+            try:
+                return Verdicts(*reader.pairs(values), {})
+            except KeyMappingError:
+                pass  # name the items whose keys have the wrong shape
+        verdicts = Verdicts([], [], {})
+        for i, data in enumerate(values):
+            names, texts, reason = (), (), self.validate(event_type, data)
+            if reason is None:
+                try:
+                    [names], [texts] = reader.pairs([data])
+                except KeyMappingError as exc:
+                    reason = f"business keys: {exc}"
+            if reason is not None:
+                verdicts.reasons[i] = reason
+            verdicts.key_names.append(names)
+            verdicts.key_texts.append(texts)
+        return verdicts
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -360,7 +211,7 @@ _NO_REMOTE = {"http": _refuse_remote, "https": _refuse_remote, "file": _refuse_r
 
 def _compile(schema: Any, where: str, problems: list[str]) -> Validator | None:
     if not isinstance(schema, dict):
-        problems.append(f"{where}: a schema must be a JSON object, got {_json_kind(schema)}")
+        problems.append(f"{where}: a schema must be a JSON object, got {json_kind(schema)}")
         return None
     draft = schema.get("$schema")
     if draft is not None and draft not in SUPPORTED_DRAFTS:

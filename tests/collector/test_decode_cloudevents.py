@@ -14,6 +14,8 @@ import pytest
 from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.decode_cloudevents import BATCH, STRUCTURED, decode_events, json_depth
 from collector.decoded import DecodeContext, Decoded, DecodeError, SourceNotAllowed, UnsupportedMediaType, as_arrow
@@ -304,6 +306,49 @@ def test_invoice_covering_many_timesheets(registry: EventRegistry) -> None:
     [row] = rows(decode(body, BATCH, registry))
     assert dict(row["keys"]) == {"invoice_id": "INV-1", "client_id": "A-1", "project_id": "P-17",
                                  "timesheet_ids": '["TS-1","TS-2"]', "service_line": "cloud"}
+
+
+# --- a batch in the common form is taken a column at a time: the same result as event by event ---------------
+
+@st.composite
+def common_events(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Events in the form collector.event_columns takes a column at a time (valid ones and some whose
+    data breaks its schema or its key mapping)."""
+    events = []
+    for i in range(draw(st.integers(1, 8))):
+        type_ = draw(st.sampled_from(["psa.timesheet.approved", "billing.invoice.created", "acme.thing.happened"]))
+        data = draw(st.sampled_from([TIMESHEET, {**TIMESHEET, "hours": "seven"}, {**TIMESHEET, "entry_ids": []},
+                                     {"timesheet_id": "TS-1"}, {"n": i}, [1, 2], {"invoice_id": "I", "lines": []}]))
+        times = ["2024-05-06T11:30:00.5+02:00", "2299-12-30T13:00:00-05:00", "1900-01-02T00:00:00Z"]
+        optional = draw(st.fixed_dictionaries({}, optional={
+            "time": st.sampled_from(times),
+            "subject": st.just("TS-1"), "datacontenttype": st.sampled_from(["application/json", "text/plain"]),
+            "dataschema": st.just("https://schemas.acme/x.json")}))
+        events.append(valid(i, type=type_, data=data, traceparent=f"00-{i + 1:032x}-{i + 1:016x}-01", **optional))
+    return events
+
+
+@given(common_events())
+@settings(max_examples=200, deadline=None)
+def test_a_batch_in_the_common_form_decodes_as_event_by_event(registry: EventRegistry,
+                                                              events: list[dict[str, Any]]) -> None:
+    # an uppercase traceparent is forgiven, but not in the common form: the batch goes event by event
+    odd = valid(99, traceparent=TRACEPARENT.upper())
+    for reg in (registry, EventRegistry()):
+        plain, by_event = decode(raw_batch(*events), registry=reg), decode(raw_batch(*events, odd), registry=reg)
+        assert rows(plain) == rows(by_event)[:-1]
+        assert (rows(plain, QUARANTINE), plain.messages) == (rows(by_event, QUARANTINE), by_event.messages)
+
+
+def test_a_big_batch_in_the_common_form_decodes_as_event_by_event(registry: EventRegistry) -> None:
+    events = [event(i, data={**TIMESHEET, "timesheet_id": f"TS-{i}", **({"hours": -1} if i % 97 == 0 else {})})
+              for i in range(600)]
+    plain = decode(batch_body(*events), registry=registry)
+    by_event = decode(batch_body(*events, event(600, traceparent=TRACEPARENT.upper())), registry=registry)
+    assert (plain.accepted, plain.quarantined) == (593, 7)
+    table = as_arrow(EVENTS, by_event.tables[EVENTS])
+    assert as_arrow(EVENTS, plain.tables[EVENTS]) == table.slice(0, table.num_rows - 1)
+    assert (rows(plain, QUARANTINE), plain.messages) == (rows(by_event, QUARANTINE), by_event.messages)
 
 
 def test_json_depth() -> None:

@@ -218,26 +218,60 @@ def test_fast_path_agrees_with_fastjsonschema(registry: EventRegistry, data: st.
     text = json.dumps(doc).encode()
     parsed = json.loads(text)
     verdict = registry.validate(event_type, parsed)
-    fast = registry._fast[event_type]
     try:
-        fast_data = fast.decode(text)
+        registry._typed[event_type].decode([text])
     except msgspec.ValidationError:
-        fast_data = None
-    if fast_data is not None:
+        pass
+    else:
         assert verdict is None, f"fast path accepted what the schema refuses: {verdict}"
-    checked, reason = registry.check_json(event_type, text)
-    assert reason == verdict
+    reason, keys = verdict, {}
     if verdict is None:
         try:
-            expected = registry.keys(event_type, parsed)
-        except KeyMappingError:
-            return
-        assert registry.keys(event_type, checked) == expected
+            keys = registry.keys(event_type, parsed)
+        except KeyMappingError as exc:
+            reason = f"business keys: {exc}"
+    example = json.dumps(EXAMPLES[event_type]).encode()
+    for docs, i in (([text], 0), ([example, text, example], 1)):  # alone, and in a batch with valid ones
+        verdicts = registry.check_batch(event_type, docs)
+        assert verdicts.reasons == ({i: reason} if reason is not None else {})
+        assert list(zip(verdicts.key_names[i], verdicts.key_texts[i], strict=True)) == list(keys.items())
+        if i:
+            expected = list(registry.keys(event_type, EXAMPLES[event_type]).items())
+            assert list(zip(verdicts.key_names[0], verdicts.key_texts[0], strict=True)) == expected
+
+
+def test_check_batch_gives_the_keys_and_reasons_of_each_item(registry: EventRegistry) -> None:
+    ok = {"timesheet_id": "TS-1", "person_id": "E-1", "project_id": "P-1", "period_start": "2024-06-03",
+          "period_end": "2024-06-09", "hours": 40, "approved_at": "2024-06-10T09:00:00Z"}
+    docs = [json.dumps(d).encode() for d in (ok, {**ok, "hours": "seven"}, {**ok, "entry_ids": ["T-1", "T-1"]},
+                                             {**ok, "approved_at": "2024-06-10 09:00:00Z"})]
+    verdicts = registry.check_batch("psa.timesheet.approved", docs)
+    assert verdicts.reasons == {1: "data.hours must be number", 3: "data.approved_at must be date-time"}
+    assert dict(zip(verdicts.key_names[2], verdicts.key_texts[2], strict=True)) == {
+        "timesheet_id": "TS-1", "project_id": "P-1", "person_id": "E-1", "time_entry_ids": '["T-1"]'}
+    assert verdicts.key_names[1] == verdicts.key_texts[1] == ()
 
 
 def test_every_shipped_schema_has_a_fast_path_and_its_example_is_valid(registry: EventRegistry) -> None:
     assert set(EXAMPLES) == VOCABULARY
     for event_type, example in EXAMPLES.items():
         assert registry.validate(event_type, example) is None, event_type
-        assert event_type in registry._fast, event_type
-        registry._fast[event_type].decode(json.dumps(example).encode())
+        assert event_type in registry._typed, event_type
+        registry._typed[event_type].decode([json.dumps(example).encode()])
+
+
+def test_typed_path_reads_members_python_cannot_name_and_checks_patterns() -> None:
+    schema = {"type": "object", "required": ["foo-bar"], "properties": {
+        "foo-bar": {"type": "string", "pattern": "^[A-Z]+$"}, "class": {"type": "integer"}, "_x": {"type": "string"},
+        "nested": {"type": "object", "properties": {"id": {"type": "string", "pattern": "^N"}}}}}
+    mapping = TypeMapping({"foo": "data.foo-bar", "cls": "data.class", "x": "data._x", "n": "data.nested.id"}, {})
+    reg = EventRegistry.from_parts({"a.b": schema}, {"a.b": mapping})
+    assert "a.b" in reg._typed
+    good = {"foo-bar": "AB", "class": 3, "_x": "y", "nested": {"id": "N1"}}
+    docs = [json.dumps(d).encode() for d in (good, {"foo-bar": "ab"}, {"foo-bar": "C", "nested": {"id": "x"}})]
+    for batch in (docs[:1], docs):  # all valid (typed), and with invalid ones (item by item)
+        verdicts = reg.check_batch("a.b", batch)
+        assert dict(zip(verdicts.key_names[0], verdicts.key_texts[0], strict=True)) == reg.keys("a.b", good) == {
+            "foo": "AB", "cls": "3", "x": "y", "n": "N1"}
+    assert verdicts.reasons == {1: "data.foo-bar must match pattern ^[A-Z]+$",
+                                2: "data.nested.id must match pattern ^N"}
