@@ -98,12 +98,15 @@ class BatchWriter:
                 frames = [frame for request_frames, _, _ in group for frame in request_frames]
                 try:
                     position = await asyncio.wrap_future(self.spool.submit(frames, sum(r for _, r, _ in group)))
-                except (SpoolFull, SpoolUnavailable) as exc:
+                except Exception as exc:  # SpoolFull/SpoolUnavailable, or anything else: every waiter must hear
                     for _, _, future in group:
-                        future.set_exception(exc)
+                        if not future.done():  # a client that disconnected cancelled its request
+                            future.set_exception(exc if isinstance(exc, SpoolFull | SpoolUnavailable)
+                                                 else SpoolUnavailable(f"spool failed: {exc}"))
                     continue
                 for _, _, future in group:
-                    future.set_result(position)
+                    if not future.done():
+                        future.set_result(position)
                 self.metrics.spool_bytes.set(self.spool.pending_bytes())
         finally:
             self._handing_off = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pyarrow as pa
@@ -76,5 +77,27 @@ def test_store_error_is_retried_with_the_same_range(tmp_path: Path, store: Store
     assert w.wait_until_stored(30)
     assert w.store_up is True
     assert store.query("SELECT count() FROM ingest_batches")[0][0] == 10
+    w.stop()
+    spool.close()
+
+
+def test_a_cancelled_request_does_not_strand_the_others(tmp_path: Path, store: Store) -> None:
+    """A client that disconnects cancels its request while the group is being fsynced."""
+    spool = Spool(tmp_path, 10_000_000, 1_000_000)
+    w = writer(spool, store)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(w.submit({INGEST_BATCHES: batch_rows(5, 0)}))
+        second = asyncio.ensure_future(w.submit({INGEST_BATCHES: batch_rows(5, 5)}))
+        await asyncio.sleep(0)  # both are gathered and handed off together
+        first.cancel()
+        await asyncio.wait_for(second, timeout=10)
+        third = await asyncio.wait_for(w.submit({INGEST_BATCHES: batch_rows(5, 10)}), timeout=10)
+        assert third == spool.durable
+
+    asyncio.run(scenario())
+    w.start()
+    assert w.wait_until_stored(30)
+    assert store.query("SELECT count() FROM ingest_batches")[0][0] == 15  # the cancelled rows were spooled too
     w.stop()
     spool.close()
