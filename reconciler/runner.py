@@ -106,11 +106,13 @@ def run_all(store: Store, jobs: Iterable[RuleJob], *, full: bool,
                      timeout_seconds=timeout_seconds) for job in jobs]
 
 
-def last_success(store: Store, rule: str, version: str | None = None) -> datetime | None:
+def last_success(store: Store, rule: str, version: str | None = None, *, full_only: bool = False) -> datetime | None:
     """Start of the rule's last successful run (at ``version``, if given): the watermark of its
-    next incremental run. A new rule version has none, so its first run is full."""
+    next incremental run. A new rule version has none, so its first run is full. ``full_only``
+    asks for the last successful full run instead."""
     rows = store.query("SELECT max(started_at), count() FROM rule_runs WHERE rule = {r:String} AND error = '' "
-                       "AND ({v:String} = '' OR rule_version = {v:String})", {"r": rule, "v": version or ""})
+                       "AND ({v:String} = '' OR rule_version = {v:String}) AND (full = 1 OR NOT {f:Bool})",
+                       {"r": rule, "v": version or "", "f": full_only})
     return rows[0][0].replace(tzinfo=UTC) if rows and rows[0][1] else None
 
 

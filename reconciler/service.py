@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # A rule file without `schedule:` still runs, at this pace.
 DEFAULT_SCHEDULE = "15m"
+# Incremental runs between full runs; a full run at least this often catches what they cannot.
+FULL_RUN_EVERY = timedelta(hours=1)
 
 # Rule kind -> compiler (rule, since) -> CompiledRule. KPI rules are evaluated by the API on
 # request, not scheduled, so they have no entry here.
@@ -45,14 +47,23 @@ def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Noti
     """Run one rule now: incremental from its last success unless ``full`` or there is none.
     With a notifier, the run's findings are queued for alerting (never blocks, never raises)."""
     rule = loaded.rule
-    since = None if full else last_success(store, loaded.name, loaded.version)
     now = datetime.now(UTC)
+    since = None if full else last_success(store, loaded.name, loaded.version)
+    if since is not None and _full_run_due(store, loaded, now):
+        since = None
     compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
     scope = None if since is None else changed_scope(rule, since, now)
     result = run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now)
     if notifier is not None:
         notifier.notify(store, result)
     return result
+
+
+def _full_run_due(store: Store, loaded: LoadedRule, now: datetime) -> bool:
+    """An incremental run sees only keys that changed; a record that merely ages past a grace
+    period, or a deadline it cannot scope, needs a full run now and then."""
+    last_full = last_success(store, loaded.name, loaded.version, full_only=True)
+    return last_full is None or now - last_full >= FULL_RUN_EVERY
 
 
 def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool,
