@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -40,7 +41,10 @@ def run_demo(settings: Settings, duration: float | None, seed: int, fault_rate: 
     if duration is not None:
         threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
     click.echo(f"Syncwatch demo on {settings.base_url} (data in {settings.data_dir}); Ctrl-C to stop.")
-    server.run()  # returns after SIGINT/SIGTERM or --for, once the writer has drained
+    # server.run returns after SIGTERM or --for once the writer has drained; after Ctrl-C it drains
+    # too and then re-raises the interrupt, which here means only "stopped"
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     stop.set()
     click.echo("stopped; everything acknowledged is stored.")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import uvicorn
 from fastapi import FastAPI
 
@@ -28,4 +30,6 @@ def build_server(settings: Settings) -> tuple[uvicorn.Server, FastAPI]:
 def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM; shutdown drains the writer into the store."""
     server, _ = build_server(settings)
-    server.run()
+    # uvicorn re-raises Ctrl-C after its graceful shutdown (writer drained): that is a normal stop
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,11 @@ def test_demo_runs_feeds_reconciles_and_stops_cleanly(tmp_path: Path) -> None:
     assert cli(other, "migrate").returncode == 0
     refused = cli(other, "demo", "--for", "3", extra_env=env)
     assert refused.returncode == 1 and "not from a demo" in refused.stderr
+
+
+def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", ADMIN_TOKEN)
+    server.start()
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(timeout=60) == 0, "Ctrl-C after a graceful shutdown is a normal exit"
