@@ -16,6 +16,7 @@ from reconciler.model import (
     Tolerance,
     WorkflowRule,
 )
+from reconciler.model_kpi import KpiRule
 
 __all__ = ["explain", "tolerance_text"]
 
@@ -131,10 +132,32 @@ def explain_workflow(rule: WorkflowRule) -> str:
     return "\n".join(lines)
 
 
-def explain(rule: ReconcileRule | AggregateRule | WorkflowRule) -> str:
+def explain_kpi(rule: KpiRule) -> str:
+    """What a KPI measures, in plain language."""
+    lines = [f"{rule.name} (kpi, in {rule.unit or 'no unit'}): {rule.description}".rstrip(": ")]
+    if rule.duration:
+        d = rule.duration
+        lines.append(f"{', '.join(d.stats)} of the hours from {d.from_step} to {d.to_step} of {d.workflow} instances.")
+    elif rule.completion_rate:
+        lines.append(f"Share of {rule.completion_rate.workflow} instances that did every required step.")
+    elif rule.sla_compliance:
+        lines.append(f"Share of {rule.sla_compliance.workflow} steps with an SLA that arrived on time, of those "
+                     "that arrived or are overdue.")
+    elif rule.ratio:
+        lines.append(f"{rule.ratio.numerator.table} rows matching the numerator's filter per "
+                     f"{rule.ratio.denominator.table} row matching the denominator's.")
+    if rule.dimensions:
+        lines.append(f"Broken down by any of: {', '.join(rule.dimensions)}.")
+    lines.append("Evaluated on request over a time range (workflow instances by their first step's time).")
+    return "\n".join(lines)
+
+
+def explain(rule: ReconcileRule | AggregateRule | WorkflowRule | KpiRule) -> str:
     """What the rule compares, in plain language."""
     if isinstance(rule, WorkflowRule):
         return explain_workflow(rule)
+    if isinstance(rule, KpiRule):
+        return explain_kpi(rule)
     lines = _common(rule)
     if isinstance(rule, AggregateRule):
         lines.append(f"Per {rule.key_name} and {rule.period}, the left {rule.left.measure.text()} is compared with "

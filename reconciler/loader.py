@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -22,13 +22,14 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from reconciler import model
+from reconciler import model, model_kpi
 from reconciler.errors import RuleError
-from reconciler.model import NAME_PATTERN, At, Rule
+from reconciler.model import NAME_PATTERN, At, WorkflowRule
+from reconciler.model_kpi import AnyRule, KpiRule
 
 __all__ = ["LoadedRule", "load_rules", "load_text", "rule_version"]
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(Rule)
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyRule)
 _PATTERN_HELP = {
     NAME_PATTERN: "use lowercase letters, digits and _ (at most 64), starting with a letter",
     model.FIELD_PATTERN: "a field name is letters, digits, _ . - (at most 128), starting with a letter or _",
@@ -39,10 +40,11 @@ _PATTERN_HELP = {
 class LoadedRule:
     """A validated rule, the version of its content and where it was defined."""
 
-    rule: Any  # one of the models in reconciler.model.Rule
+    rule: Any  # one of the models in reconciler.model_kpi.AnyRule
     version: str
     path: str
     line: int
+    node: Any = field(default=None, repr=False, compare=False)  # the YAML mapping, for positions
 
     @property
     def name(self) -> str:
@@ -70,7 +72,7 @@ def load_rules(path: Path | str) -> list[LoadedRule]:
         loaded, errors = _load(file.read_text(encoding="utf-8"), str(file))
         rules += loaded
         problems += errors
-    problems += _duplicates(rules)
+    problems += _duplicates(rules) + _kpi_references(rules)
     if problems:
         raise RuleError(problems)
     return rules
@@ -109,7 +111,7 @@ def _load(text: str, source: str) -> tuple[list[LoadedRule], list[str]]:
         except ValidationError as exc:
             problems += _explain(exc, item, source)
             continue
-        rules.append(LoadedRule(rule, rule_version(rule), source, item.lc.line + 1))
+        rules.append(LoadedRule(rule, rule_version(rule), source, item.lc.line + 1, item))
     return rules, problems
 
 
@@ -145,6 +147,19 @@ def _duplicates(rules: Iterable[LoadedRule]) -> list[str]:
             problems.append(f"{r.path}:{r.line}:1: name: rule {r.name!r} is already defined at "
                             f"{first.path}:{first.line}")
         seen.setdefault(r.name, r)
+    return problems
+
+
+def _kpi_references(rules: list[LoadedRule]) -> list[str]:
+    """KPIs naming a workflow or step the pack does not define (checked over the whole pack)."""
+    workflows = {r.name: r.rule for r in rules if isinstance(r.rule, WorkflowRule)}
+    problems = []
+    for r in rules:
+        if not isinstance(r.rule, KpiRule):
+            continue
+        for path, message in model_kpi.references(r.rule, workflows):
+            _, (line, col) = _locate(r.node, list(path), at_key=False) if r.node is not None else ([], (r.line, 1))
+            problems.append(f"{r.path}:{line}:{col}: {_dotted(list(path))}: {message}")
     return problems
 
 
@@ -216,10 +231,14 @@ def _kinds() -> list[str]:
 
 
 def _rule_models() -> list[type[BaseModel]]:
-    return [m for m in vars(model).values()
+    return [m for m in _models()
             if isinstance(m, type) and issubclass(m, BaseModel) and "kind" in m.model_fields]
 
 
 def _known_fields() -> list[str]:
-    models = [m for m in vars(model).values() if isinstance(m, type) and issubclass(m, BaseModel)]
+    models = [m for m in _models() if isinstance(m, type) and issubclass(m, BaseModel)]
     return sorted({name for m in models for name in m.model_fields})
+
+
+def _models() -> list[Any]:
+    return list({id(v): v for mod in (model, model_kpi) for v in vars(mod).values()}.values())

@@ -85,6 +85,8 @@ def schedule_of(loaded: LoadedRule) -> Schedule:
 
 
 def schedule_text(loaded: LoadedRule) -> str:
+    if loaded.rule.kind not in COMPILERS:
+        return "on request (not scheduled)"
     schedule = schedule_of(loaded)
     if isinstance(schedule, timedelta):
         return f"every {int(schedule.total_seconds())}s"

@@ -36,7 +36,9 @@ def test_the_professional_services_pack_loads_from_the_rules_root() -> None:
     rules = {r.name: r for r in load_rules(REPO / "rules")}
     assert set(rules) == {"psa_vs_erp_projects", "crm_vs_erp_contract_value", "hr_vs_psa_cost_rates",
                           "billing_vs_erp_invoices", "billing_leakage", "quote_to_project", "time_to_bill",
-                          "project_to_cash", "order_to_cash"}
+                          "project_to_cash", "order_to_cash", "time_to_bill_hours",
+                          "project_activation_time", "invoice_timeliness", "quote_to_project_completion",
+                          "integration_failure_rate"}
     assert isinstance(rules["billing_leakage"].rule, AggregateRule)
     assert isinstance(rules["psa_vs_erp_projects"].rule, ReconcileRule)
     assert all(len(r.version) == 12 and r.path.endswith(".yaml") and r.line >= 1 for r in rules.values())
@@ -118,7 +120,7 @@ def test_hostile_values_are_just_values() -> None:
 
 def test_unknown_kind_and_non_mapping_rules() -> None:
     assert problems(GOOD.replace("kind: reconcile", "kind: reconsile")) == [
-        "pack.yaml:1:1: rule: kind must be one of reconcile, aggregate, workflow"]
+        "pack.yaml:1:1: rule: kind must be one of reconcile, aggregate, workflow, kpi"]
     assert problems("- 17\n") == ["pack.yaml:1:3: a rule must be a mapping (name: ..., kind: ..., ...)"]
 
 

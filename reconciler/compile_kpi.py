@@ -1,0 +1,172 @@
+"""Compile KPI rules to one parameterized ClickHouse query, evaluated on request over a time range.
+
+Every query returns rows of (stat, bucket, dimension, value, count):
+
+    stat       p50 / p90 / mean for a duration, else the metric's name
+    bucket     the start of the day, week (Monday) or month, or NULL without bucketing
+    dimension  the dimension's value, or '' without one
+    value      hours for a duration; a fraction (0..1) for the rates and ratios
+    count      the instances (duration, completion), SLA steps (sla_compliance) or denominator rows
+
+Workflow metrics reuse compile_workflow's per-instance query (steps grouped by correlation key with
+minIf per step); an instance is in range when its first step's time is in [start, end) and is
+bucketed by that time. Its dimension is the first step event's key of that name, else the data
+field of that name. Quantiles interpolate linearly between the instances (quantileExactInclusive,
+numpy's default). A ratio counts rows of its tables whose time is in [start, end).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from reconciler.compile_reconcile import CompiledRule
+from reconciler.compile_workflow import _instances, _keys
+from reconciler.errors import RuleError
+from reconciler.model import WorkflowRule
+from reconciler.model_kpi import Count, KpiFilter, KpiRule, references
+from reconciler.sql import DATETIME, JOIN_SETTINGS, Params
+from syncwatch.store import Store
+
+__all__ = ["COLUMNS", "compile", "evaluate"]
+
+Bucket = Literal["day", "week", "month"]
+COLUMNS = ("stat", "bucket", "dimension", "value", "count")
+_BUCKETS = {"day": "toStartOfDay({})", "week": "toMonday({})", "month": "toStartOfMonth({})"}
+_STATS = {"p50": "quantileExactInclusive(0.5)(hours)", "p90": "quantileExactInclusive(0.9)(hours)",
+          "mean": "avg(hours)"}
+# the tables a ratio counts: name, time column, the columns a filter or dimension may name, and the
+# map holding every other field (its key is bound as a parameter)
+_TABLES = {
+    "events": ("events FINAL", "time", {"type", "source", "system", "id"}, "keys"),
+    "records": ("records FINAL", "updated_at", {"system", "entity", "key"}, "fields"),
+    "spans": ("otel_traces", "Timestamp", {"ServiceName", "SpanName", "SpanKind", "StatusCode", "StatusMessage"},
+              "SpanAttributes"),
+}
+
+
+def compile(kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
+            dimension: str | None = None, bucket: Bucket | None = None, *, now: datetime | None = None) -> CompiledRule:
+    """The KPI's query over [start, end); `now` decides which SLA deadlines are overdue."""
+    _check(kpi, workflows, start, end, dimension, bucket)
+    p = Params()
+    frame = (p.named("start", start, DATETIME), p.named("end", end, DATETIME))
+    if kpi.ratio:
+        sql = _ratio(p, kpi, frame, dimension, bucket)
+    else:
+        assert kpi.workflow is not None
+        sql = _workflow(p, kpi, workflows[kpi.workflow], frame, dimension, bucket, now or datetime.now(UTC))
+    return CompiledRule(sql, p.values)
+
+
+def evaluate(store: Store, kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
+             dimension: str | None = None, bucket: Bucket | None = None, *,
+             now: datetime | None = None) -> list[dict[str, Any]]:
+    """The KPI's rows, ordered by stat, bucket and dimension."""
+    compiled = compile(kpi, workflows, start, end, dimension, bucket, now=now)
+    names, rows = store.query_columns(compiled.sql, compiled.parameters)
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _check(kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
+           dimension: str | None, bucket: str | None) -> None:
+    problems = [f"{kpi.name}: {'.'.join(path)}: {message}" for path, message in references(kpi, workflows)]
+    if dimension is not None and dimension not in kpi.dimensions:
+        problems.append(f"{kpi.name}: dimension {dimension!r} is not one of the KPI's dimensions "
+                        f"({', '.join(kpi.dimensions) or 'none'})")
+    if bucket is not None and bucket not in _BUCKETS:
+        problems.append(f"{kpi.name}: bucket {bucket!r} is not one of {', '.join(_BUCKETS)}")
+    if start.tzinfo is None or end.tzinfo is None or not start < end:
+        problems.append(f"{kpi.name}: the range needs timezone-aware start < end (got {start} .. {end})")
+    if problems:
+        raise RuleError(problems)
+
+
+def _bucket(bucket: str | None, column: str) -> str:
+    if bucket is None:
+        return "CAST(NULL AS Nullable(DateTime('UTC')))"
+    start = _BUCKETS[bucket].format(f"toDateTime({column}, 'UTC')")
+    return f"toDateTime({start}, 'UTC')"
+
+
+def _grouped(stats: list[tuple[str, str]], count: str, source: str, having: str = "") -> str:
+    """One SELECT per stat over `source` (which yields b and d), grouped by bucket and dimension."""
+    parts = [f"SELECT '{stat}' AS stat, b AS bucket, d AS dimension, toFloat64({value}) AS value,\n"
+             f"       toUInt64({count}) AS count\nFROM (\n{source}\n)\nGROUP BY b, d{having}"
+             for stat, value in stats]
+    return "SELECT * FROM (\n" + "\nUNION ALL\n".join(parts) + "\n)\nORDER BY stat, bucket, dimension\n" + JOIN_SETTINGS
+
+
+# -- workflow metrics ------------------------------------------------------------------------------------
+
+def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, frame: tuple[str, str], dimension: str | None,
+              bucket: str | None, now: datetime) -> str:
+    at = p.named("now", now, DATETIME)
+    join = ""
+    if dimension is not None:
+        first = rule.steps[0]
+        value = f"if(mapContains(keys, {p(dimension)}), keys[{p(dimension)}], JSONExtractString(data, {p(dimension)}))"
+        join = (f"\n    LEFT JOIN (SELECT ck, argMin({value}, time) AS dim\n"
+                f"               FROM events FINAL ARRAY JOIN {_keys(p, first)} AS ck\n"
+                f"               WHERE type = {p(first.event_type)} AND ck != '' GROUP BY ck) AS dims USING ck")
+    d = "dim" if dimension else "''"
+    source = (f"    SELECT {_bucket(bucket, 'first0')} AS b, {d} AS d, {_per_instance(kpi, rule, at)}\n"
+              f"    FROM (\n{_instances(p, rule, None, now)}\n    ) AS i{join}\n"
+              f"    WHERE first0 >= {frame[0]} AND first0 < {frame[1]}")
+    if kpi.duration:
+        stats = [(s, _STATS[s]) for s in kpi.duration.stats]
+        return _grouped(stats, "count()", source + " AND measured", " HAVING count() > 0")
+    if kpi.completion_rate:
+        return _grouped([("completion_rate", "countIf(complete) / count()")], "count()", source)
+    return _grouped([("sla_compliance", "sum(ok) / sum(due)")], "sum(due)", source, " HAVING sum(due) > 0")
+
+
+def _per_instance(kpi: KpiRule, rule: WorkflowRule, now: str) -> str:
+    """The columns a metric needs of one instance: hours/measured, or due/ok (its SLA steps)."""
+    names = [s.name for s in rule.steps]
+    if kpi.duration:
+        a, b = names.index(kpi.duration.from_step), names.index(kpi.duration.to_step)
+        return (f"dateDiff('microsecond', T{a}, arrive{b}) / 3600e6 AS hours, "
+                f"done{a} AND done{b} AND arrive{b} >= T{a} AS measured")
+    if kpi.completion_rate:
+        return "complete"
+    due, ok = [], []
+    for i, step in enumerate(rule.steps):
+        if step.sla:
+            a = rule.anchor(i)
+            due.append(f"(done{a} AND (done{i} OR due{i} < {now}))")
+            ok.append(f"(done{a} AND done{i} AND arrive{i} <= due{i})")
+    return f"{' + '.join(due)} AS due, {' + '.join(ok)} AS ok"
+
+
+# -- ratios ----------------------------------------------------------------------------------------------
+
+def _column(p: Params, table: str, name: str) -> str:
+    _, _, columns, mapped = _TABLES[table]
+    return name if name in columns else f"{mapped}[{p(name)}]"
+
+
+def _filter(p: Params, table: str, f: KpiFilter) -> str:
+    column = _column(p, table, f.field)
+    if f.op in ("in", "not_in"):
+        values = p(list(f.value), "Array(String)")
+        return f"{'NOT ' if f.op == 'not_in' else ''}has({values}, toString({column}))"
+    return f"toString({column}) {f.op} {p(f.value)}"
+
+
+def _count(p: Params, side: Count, which: int, frame: tuple[str, str], dimension: str | None,
+           bucket: str | None) -> str:
+    source, time, _, _ = _TABLES[side.table]
+    where = [f"{time} >= {frame[0]}", f"{time} < {frame[1]}"] + (["deleted = 0"] if side.table == "records" else [])
+    where += [_filter(p, side.table, f) for f in side.filter]
+    d = f"toString({_column(p, side.table, dimension)})" if dimension else "''"
+    return (f"    SELECT {_bucket(bucket, time)} AS b, {d} AS d, {which} AS side\n"
+            f"    FROM {source} WHERE {' AND '.join(where)}")
+
+
+def _ratio(p: Params, kpi: KpiRule, frame: tuple[str, str], dimension: str | None, bucket: str | None) -> str:
+    assert kpi.ratio is not None
+    source = "\n    UNION ALL\n".join(_count(p, side, which, frame, dimension, bucket)
+                                      for which, side in ((1, kpi.ratio.numerator), (0, kpi.ratio.denominator)))
+    return _grouped([("ratio", "countIf(side = 1) / countIf(side = 0)")], "countIf(side = 0)", source,
+                    " HAVING countIf(side = 0) > 0")
