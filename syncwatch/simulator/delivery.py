@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import random
 import uuid
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ def _attrs(keys: dict[str, str]) -> dict[str, str]:
     return {k.removesuffix("_id") + ".id" if k.endswith("_id") else k: v for k, v in keys.items()}
 
 
-class Delivery:
+class Delivery(ABC):
     """How outputs reach the platform: events, records and spans with faults, boxed per simulated day.
 
     Subclasses (feed.Feed) turn each business fact into calls of these primitives. `truth` holds
@@ -136,8 +137,9 @@ class Delivery:
                 self._box(span.start).spans.append(span)
         return self._batches(d, self._boxes.pop(d, Outbox()))
 
+    @abstractmethod
     def handle(self, fact: Fact) -> None:
-        raise NotImplementedError
+        """Turn one business fact into what the systems send (Feed implements the integrations)."""
 
     # -- output primitives ---------------------------------------------------------------------------
 
