@@ -90,10 +90,9 @@ class KeyRing:
         stored = self._lookup(match.group(1))
         if stored is None or not hmac.compare_digest(_digest(match.group(2)), stored.secret_sha256):
             raise _unauthorized("API key is not valid")
-        now = datetime.now(UTC)
         if stored.revoked_at is not None:
             raise _unauthorized("API key has been revoked")
-        if stored.expires_at is not None and stored.expires_at <= now:
+        if stored.expires_at is not None and stored.expires_at <= datetime.now(UTC):
             raise _unauthorized("API key has expired")
         return stored.principal
 

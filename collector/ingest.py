@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -44,7 +44,7 @@ async def _accept(request: Request, principal: Principal, kind: str, decode: Dec
     body = await read_body(request, state.settings.max_body_bytes)
     ctx = DecodeContext(
         system=principal.system, key_id=principal.key_id, source_prefixes=principal.source_prefixes,
-        received_at=datetime.now(UTC), batch_id=uuid.uuid4().hex, max_depth=state.settings.max_json_depth,
+        received_at=datetime.now(UTC), batch_id=os.urandom(16).hex(), max_depth=state.settings.max_json_depth,
     )
     try:
         if len(body) > THREAD_DECODE_BYTES:
@@ -74,8 +74,8 @@ async def _spool(request: Request, decoded: Decoded) -> None:
 
 
 def _count(metrics: CollectorMetrics, kind: str, decoded: Decoded) -> None:
-    metrics.accepted.labels(kind).inc(decoded.accepted)
+    metrics.count(metrics.accepted, decoded.accepted, kind)
     if decoded.quarantined:
-        metrics.quarantined.labels(kind).inc(decoded.quarantined)
+        metrics.count(metrics.quarantined, decoded.quarantined, kind)
     if decoded.rejected:
-        metrics.rejected.labels(kind, "invalid_item").inc(decoded.rejected)
+        metrics.count(metrics.rejected, decoded.rejected, kind, "invalid_item")

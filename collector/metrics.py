@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 class CollectorMetrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Counter] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.accepted = Counter("syncwatch_ingest_accepted", "Items acknowledged, by kind", ["kind"], registry=r)
@@ -29,3 +30,12 @@ class CollectorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.store_up.set(1)
+
+    def count(self, counter: Counter, amount: int, *labels: str) -> None:
+        """counter.labels(*labels).inc(amount), with the labelled child looked up once per process:
+        prometheus_client's labels() takes a lock and builds a key on every call."""
+        key = (id(counter), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc(amount)

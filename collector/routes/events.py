@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
 from collector.auth import BEARER_AUTH, authorize
 from collector.decode_cloudevents import decode_events
 from collector.ingest import accept
-from collector.routes.responses import ingest_summary
+from collector.routes.responses import summary_response
 
 router = APIRouter(tags=["ingest"])
 
@@ -22,11 +22,11 @@ router = APIRouter(tags=["ingest"])
     "with the reason and reported in `messages`.",
     openapi_extra=BEARER_AUTH,
 )
-async def post_events(request: Request) -> JSONResponse:
+async def post_events(request: Request) -> Response:
     return await handle_events(request)
 
 
-async def handle_events(request: Request) -> JSONResponse:
+async def handle_events(request: Request) -> Response:
     principal = authorize(request, "events")
     content_type = request.headers.get("content-type", "")
     headers = request.headers
@@ -34,4 +34,4 @@ async def handle_events(request: Request) -> JSONResponse:
     decoded = await accept(
         request, principal, "event", lambda body, ctx: decode_events(body, content_type, headers, ctx, registry)
     )
-    return JSONResponse(ingest_summary(decoded), status_code=200)
+    return summary_response(decoded)

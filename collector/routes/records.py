@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
 from collector.auth import ANY_SYSTEM, BEARER_AUTH, authorize
 from collector.decode_records import decode_records
 from collector.errors import IngestHTTPError
 from collector.ingest import accept
-from collector.routes.responses import ingest_summary
+from collector.routes.responses import summary_response
 
 router = APIRouter(tags=["ingest"])
 PREFIX = "/v1/records/"
@@ -22,11 +22,11 @@ PREFIX = "/v1/records/"
     '`{"key", "version" | "updated_at", "fields", "deleted"?, "traceparent"?}`.',
     openapi_extra=BEARER_AUTH,
 )
-async def post_records(system: str, entity: str, request: Request) -> JSONResponse:
+async def post_records(system: str, entity: str, request: Request) -> Response:
     return await handle_records(request, system, entity)
 
 
-async def handle_path(request: Request) -> JSONResponse:
+async def handle_path(request: Request) -> Response:
     """The fast path's entry (collector/fastpath.py): system and entity from the raw path."""
     parts = request.url.path[len(PREFIX):].split("/")
     if len(parts) != 2 or not all(parts):
@@ -34,7 +34,7 @@ async def handle_path(request: Request) -> JSONResponse:
     return await handle_records(request, parts[0], parts[1])
 
 
-async def handle_records(request: Request, system: str, entity: str) -> JSONResponse:
+async def handle_records(request: Request, system: str, entity: str) -> Response:
     principal = authorize(request, "records")
     if principal.system not in (ANY_SYSTEM, system):
         raise IngestHTTPError(
@@ -44,4 +44,4 @@ async def handle_records(request: Request, system: str, entity: str) -> JSONResp
     decoded = await accept(
         request, principal, "record", lambda body, ctx: decode_records(body, content_type, system, entity, ctx)
     )
-    return JSONResponse(ingest_summary(decoded), status_code=200)
+    return summary_response(decoded)

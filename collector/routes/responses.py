@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
+from starlette.responses import Response
+
 from collector.decoded import Decoded
 
 MAX_MESSAGES = 100  # enough to fix a batch; a 10k-item batch of errors would bloat the response
@@ -17,3 +20,8 @@ def ingest_summary(decoded: Decoded) -> dict[str, object]:
     if decoded.messages:
         body["messages"] = decoded.messages[:MAX_MESSAGES]
     return body
+
+
+def summary_response(decoded: Decoded) -> Response:
+    """The 200 answer of the JSON ingest routes (orjson: this is on every request's path)."""
+    return Response(orjson.dumps(ingest_summary(decoded)), media_type="application/json")
