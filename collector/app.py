@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from collector.api.access import USER_SECURITY_SCHEME, UserDirectory
+from collector.api.router import router as api_router
 from collector.auth import SECURITY_SCHEMES, KeyRing
 from collector.errors import IngestHTTPError
 from collector.event_registry import EventRegistry
@@ -20,6 +22,7 @@ from collector.routes import admin, events, health, otlp, records
 from collector.spool import Spool
 from collector.telemetry import TracingMiddleware, tracer_provider
 from collector.writer import BatchWriter
+from reconciler.audit import AuditLog
 from syncwatch import __version__, schema
 from syncwatch.settings import Settings
 from syncwatch.store import Store
@@ -46,6 +49,8 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
             log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
         state.registry = EventRegistry.load(settings.rules_dir)
         state.keys = KeyRing(state.store, settings.admin_token, settings.key_refresh_seconds)
+        state.users = UserDirectory(state.store, settings.admin_token, settings.key_refresh_seconds)
+        state.audit = AuditLog(state.store)
         state.spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_segment_bytes,
                             settings.spool_fsync)
         state.metrics.spool_limit.set(settings.spool_max_bytes)
@@ -74,7 +79,7 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
     app.state.settings = settings
     app.state.metrics = CollectorMetrics()
     app.state.inflight = 0
-    for router in (health.router, otlp.router, events.router, records.router, admin.router):
+    for router in (health.router, otlp.router, events.router, records.router, admin.router, api_router):
         app.include_router(router)
     _install_error_handlers(app)
     _document_security(app)
@@ -92,7 +97,9 @@ def _document_security(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes.update(SECURITY_SCHEMES)
+            schemes.update(USER_SECURITY_SCHEME)
             app.openapi_schema = schema
         return app.openapi_schema
 

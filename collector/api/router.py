@@ -1,0 +1,23 @@
+"""Every /api/v1 router of the query and action API, included by the app factory."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from collector.api.access import PERMISSIONS, User, require
+
+router = APIRouter(prefix="/api/v1")
+
+
+class Me(BaseModel):
+    user_id: str
+    name: str
+    role: str
+    permissions: list[str]
+
+
+@router.get("/me", tags=["access"], summary="Who the token belongs to and what its role may do")
+async def me(user: User = Depends(require("kpis:read"))) -> Me:
+    allowed = sorted(p for p in PERMISSIONS if user.may(p))
+    return Me(user_id=user.user_id, name=user.name, role=user.role, permissions=allowed)
