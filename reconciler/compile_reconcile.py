@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.compile_candidates import CANDIDATES_CTE, compared_text, digest_cte, pairs_ctes, parse, same_source
 from reconciler.explain import explain, tolerance_text
 from reconciler.model import AggregateRule, Compare, ReconcileRule, Tolerance
 from reconciler.sql import (
@@ -44,12 +45,6 @@ from reconciler.sql import (
 
 __all__ = ["COLUMNS", "CompiledRule", "compile", "compile_aggregate", "compile_records", "explain", "tolerance_text"]
 
-_PARSE = {
-    "decimal": "toDecimal128OrNull({}, 6)",
-    "int": "toInt64OrNull({})",
-    "date": "toDate32(parseDateTime64BestEffortOrNull({}, 0, 'UTC'))",
-    "datetime": "parseDateTime64BestEffortOrNull({}, 6, 'UTC')",
-}
 _PERIOD = {  # grain -> (start of period, text format of its key)
     "day": ("toDate32({})", "%Y-%m-%d"),
     "week": ("toMonday({})", "%Y-%m-%d"),
@@ -86,6 +81,23 @@ def _side_cte(p: Params, rule: ReconcileRule | AggregateRule, which: str, since:
 
 
 def compile_records(rule: ReconcileRule, since: datetime | None, now: datetime) -> CompiledRule:
+    """Two passes (see compile_candidates): a narrow join finds the candidate keys, then only
+    their full rows are compared. A rule whose sides share one system and entity joins directly."""
+    if same_source(rule):
+        return _compile_joined(rule, since, now)
+    p = Params()
+    ctes = []
+    restrict = ""
+    if since is not None:
+        ctes.append(f"changed AS (\n        {changed_keys(p, rule, since)}\n    )")
+        restrict = "k IN (SELECT k FROM changed)"
+    ctes += [digest_cte(p, rule, "l", restrict), digest_cte(p, rule, "r", restrict), CANDIDATES_CTE,
+             *pairs_ctes(p, rule)]
+    sql = "WITH\n    " + ",\n    ".join(ctes) + "\n" + outer_select(_problem_rows(p, rule, now, "pairs"))
+    return CompiledRule(sql, p.values)
+
+
+def _compile_joined(rule: ReconcileRule, since: datetime | None, now: datetime) -> CompiledRule:
     p = Params()
     ctes = []
     if since is not None:
@@ -96,7 +108,14 @@ def compile_records(rule: ReconcileRule, since: datetime | None, now: datetime) 
             f"{name} AS (\n        SELECT {key_expr(p, side, rule)} AS k, fields AS f, {rule.grace_basis} AS ts,"
             f" trace_id, span_id, 1 AS present\n        FROM records FINAL\n        WHERE {where}\n    )"
         )
-    inner = (
+    sql = ("WITH\n    " + ",\n    ".join(ctes) + "\n"
+           + outer_select(_problem_rows(p, rule, now, "l FULL OUTER JOIN r ON l.k = r.k")))
+    return CompiledRule(sql, p.values)
+
+
+def _problem_rows(p: Params, rule: ReconcileRule, now: datetime, source: str) -> str:
+    """One row per key with its problems; `source` provides the l.* and r.* columns."""
+    return (
         "    SELECT\n"
         f"        map({p(rule.key_name)}, if(l.present, l.k, r.k)) AS keys,\n"
         f"        [{p(rule.left.system)}, {p(rule.right.system)}] AS systems,\n"
@@ -104,11 +123,9 @@ def compile_records(rule: ReconcileRule, since: datetime | None, now: datetime) 
         "        l.trace_id AS left_trace_id, l.span_id AS left_span_id,\n"
         "        r.trace_id AS right_trace_id, r.span_id AS right_span_id,\n"
         f"        {problems(_record_cases(p, rule, now))} AS problems\n"
-        "    FROM l FULL OUTER JOIN r ON l.k = r.k\n"
+        f"    FROM {source}\n"
         "    WHERE notEmpty(problems)"
     )
-    sql = "WITH\n    " + ",\n    ".join(ctes) + "\n" + outer_select(inner)
-    return CompiledRule(sql, p.values)
 
 
 def _impact_amount(p: Params, rule: ReconcileRule) -> str:
@@ -167,7 +184,7 @@ def _comparison(p: Params, rule: ReconcileRule, c: Compare, left: str, right: st
     if c.type in ("string", "enum"):
         return _text_differs(p, c, left, right), plain
     tol = tolerance_text(c.tolerance, c.type)
-    lv, rv = _PARSE[c.type].format(left), _PARSE[c.type].format(right)
+    lv, rv = parse(c.type, left), parse(c.type, right)
     unparsed = f"isNull({lv}) OR isNull({rv})"
     diff, limit, amount = _difference(p, c, lv, rv)
     numeric = f"concat({p(c.field)}, ' differs by ', {amount}, ' (', {sides}, '; tolerance ', {p(tol)}, ')')"
@@ -191,27 +208,8 @@ def _difference(p: Params, c: Compare, lv: str, rv: str) -> tuple[str, str, str]
     return diff, f"toDecimal128({p(str(t.absolute or 0))}, 6)", f"toString({diff})"
 
 
-def _normalize(value: str, t: Tolerance | None) -> str:
-    if t and t.ignore_whitespace:
-        value = f"trimBoth(replaceRegexpAll({value}, '[[:space:]]+', ' '))"
-    if t and t.case_insensitive:
-        value = f"lowerUTF8({value})"
-    return value
-
-
-def _normalize_py(value: str, t: Tolerance | None) -> str:
-    if t and t.ignore_whitespace:
-        value = " ".join(value.split())
-    return value.lower() if t and t.case_insensitive else value
-
-
 def _text_differs(p: Params, c: Compare, left: str, right: str) -> str:
-    lv, rv = _normalize(left, c.tolerance), _normalize(right, c.tolerance)
-    if c.value_map:  # translate the left system's code to the right's; an unmapped code is compared as is
-        keys = [_normalize_py(k, c.tolerance) for k in c.value_map]
-        values = [_normalize_py(v, c.tolerance) for v in c.value_map.values()]
-        lv = f"transform({lv}, {p(keys, 'Array(String)')}, {p(values, 'Array(String)')}, {lv})"
-    return f"{lv} != {rv}"
+    return f"{compared_text(p, c, left, 'l')} != {compared_text(p, c, right, 'r')}"
 
 
 # -- aggregate -----------------------------------------------------------------------------------------

@@ -1,0 +1,138 @@
+"""The narrow first pass of a record-level reconcile: which keys can have a problem at all.
+
+Joining two systems' full records (every field, trace ids) row by row is what made 10M x 10M
+records slow and memory-hungry: the sort-merge join carried ~100 bytes per row per side. Instead:
+
+1. each side is reduced to (normalized key, one 64-bit digest of the compared fields in their
+   canonical form: normalized text, the value map applied on the left, parsed numbers and dates)
+   and the two are joined; a key is a *candidate* when one side lacks it or the digests differ.
+   Equal digests mean every compared field is equal after normalization, so no tolerance can
+   make them a mismatch (a digest collision, 2^-64 per pair, is the only way to miss one);
+2. both sides' full rows are read once more, only for the candidate keys, and grouped per key
+   into the `l.*` / `r.*` columns the problem expressions of compile_reconcile use.
+
+A key that several records of one side normalize to (`p-1` and `P-1 `) is compared through its
+most recently updated record.
+"""
+
+from __future__ import annotations
+
+from reconciler.model import Compare, ReconcileRule, Side, Tolerance
+from reconciler.sql import Params, field_of, key_expr, side_where
+
+_PARSE = {
+    "decimal": "toDecimal128OrNull({}, 6)",
+    "int": "toInt64OrNull({})",
+    "date": "toDate32(parseDateTime64BestEffortOrNull({}, 0, 'UTC'))",
+    "datetime": "parseDateTime64BestEffortOrNull({}, 6, 'UTC')",
+}
+# Whitespace other than single spaces; only values containing one pay for the regular expression.
+_RARE_SPACE = r"['  ', '\t', '\n', '\r', '\f', '\v']"
+SIDE_COLUMNS = ("k", "present", "f", "ts", "trace_id", "span_id")
+
+
+def parse(type_: str, value: str) -> str:
+    return _PARSE[type_].format(value)
+
+
+def normalize_text(value: str, case_insensitive: bool, ignore_whitespace: bool) -> str:
+    """Text as compared: runs of whitespace made one space and trimmed, then lower-cased."""
+    if ignore_whitespace:
+        value = (f"if(multiSearchAny({value}, {_RARE_SPACE}), "
+                 f"trimBoth(replaceRegexpAll({value}, '[[:space:]]+', ' ')), trimBoth({value}))")
+    if case_insensitive:
+        value = f"lowerUTF8({value})"
+    return value
+
+
+def same_source(rule: ReconcileRule) -> bool:
+    """Both sides read the same system and entity (told apart by filters): rows can be on both."""
+    return (rule.left.system, rule.left.entity) == (rule.right.system, rule.right.entity)
+
+
+def _normalize_py(value: str, t: Tolerance | None) -> str:
+    if t and t.ignore_whitespace:
+        value = " ".join(value.split())
+    return value.lower() if t and t.case_insensitive else value
+
+
+def compared_text(p: Params, c: Compare, value: str, which: str) -> str:
+    """A text field as compared: normalized per its tolerance; the left side's codes translated
+    through the value map (an unmapped code is compared as it is)."""
+    t = c.tolerance
+    text = normalize_text(value, bool(t and t.case_insensitive), bool(t and t.ignore_whitespace))
+    if which == "l" and c.value_map:
+        keys = [_normalize_py(k, t) for k in c.value_map]
+        values = [_normalize_py(v, t) for v in c.value_map.values()]
+        text = f"transform({text}, {p(keys, 'Array(String)')}, {p(values, 'Array(String)')}, {text})"
+    return text
+
+
+def _canonical(p: Params, c: Compare, which: str) -> list[str]:
+    """Expressions whose equality on both sides means the field does not differ at any tolerance."""
+    value = field_of(p, "fields", c.field if which == "l" else c.other)
+    if c.type in ("string", "enum"):
+        return [compared_text(p, c, value, which)]
+    parsed = parse(c.type, value)
+    # unparsable values are compared as text, so the text joins the digest when parsing fails
+    return [f"isNull({parsed})", f"assumeNotNull({parsed})", f"if(isNull({parsed}), {value}, '')"]
+
+
+def _prewhere(p: Params, side: Side) -> str:
+    # Only sorting-key columns go to PREWHERE: with FINAL it runs before versions are merged,
+    # which is right for columns every version of a key shares and wrong for any other.
+    return f"system = {p(side.system)} AND entity = {p(side.entity)}"
+
+
+def digest_cte(p: Params, rule: ReconcileRule, which: str, restrict: str) -> str:
+    side = rule.left if which == "l" else rule.right
+    parts = [part for c in rule.compare for part in _canonical(p, c, which)]
+    digest = f"cityHash64({', '.join(parts)})" if parts else "toUInt64(0)"
+    prewhere, where = _prewhere(p, side), [*side_where(p, side)[2:], "k != ''"]
+    if restrict and side.key_field is None:  # see pairs_ctes: a key made from `key` may filter early
+        prewhere += f" AND {restrict}"
+    elif restrict:
+        where.append(restrict)
+    return (f"d{which} AS (\n        SELECT {key_expr(p, side, rule)} AS k, {digest} AS d, 1 AS present\n"
+            f"        FROM records FINAL\n        PREWHERE {prewhere}\n"
+            f"        WHERE {' AND '.join(where)}\n    )")
+
+
+CANDIDATES_CTE = (
+    "candidates AS (\n"
+    "        SELECT if(dl.present, dl.k, dr.k) AS k FROM dl FULL OUTER JOIN dr ON dl.k = dr.k\n"
+    "        WHERE NOT (dl.present AND dr.present) OR dl.d != dr.d\n    )"
+)
+
+
+def pairs_ctes(p: Params, rule: ReconcileRule) -> list[str]:
+    """One scan of both sides for the candidate keys, grouped into one row per key."""
+    left, right = rule.left, rule.right
+    is_left = f"({_prewhere(p, left)})"
+    lwhere = " AND ".join(side_where(p, left)[3:]) or "1"
+    rwhere = " AND ".join(side_where(p, right)[3:]) or "1"
+    wanted = "k IN (SELECT k FROM candidates)"
+    # a key made from `key` alone is the same in every version, so it may filter before FINAL
+    # merges versions and spare reading the other columns of rows that are not candidates
+    by_key = left.key_field is None and right.key_field is None
+    key_only, key_later = (f" AND {wanted}", "") if by_key else ("", f" AND {wanted}")
+    rows = (
+        "candidate_rows AS (\n"
+        f"        SELECT {is_left} AS is_l, if(is_l, {key_expr(p, left, rule)}, {key_expr(p, right, rule)}) AS k,\n"
+        f"               fields, {rule.grace_basis} AS ts, trace_id, span_id\n"
+        "        FROM records FINAL\n"
+        f"        PREWHERE ({is_left} OR ({_prewhere(p, right)})){key_only}\n"
+        f"        WHERE deleted = 0 AND if(is_l, {lwhere}, {rwhere}) AND k != ''{key_later}\n    )"
+    )
+    columns = ["k AS `l.k`", "k AS `r.k`"]
+    for which, cond in (("l", "is_l"), ("r", "NOT is_l")):
+        columns += [
+            f"countIf({cond}) > 0 AS `{which}.present`",
+            f"argMaxIf(fields, ts, {cond}) AS `{which}.f`",
+            f"maxIf(ts, {cond}) AS `{which}.ts`",
+            f"argMaxIf(trace_id, ts, {cond}) AS `{which}.trace_id`",
+            f"argMaxIf(span_id, ts, {cond}) AS `{which}.span_id`",
+        ]
+    pairs = ("pairs AS (\n        SELECT " + ",\n               ".join(columns)
+             + "\n        FROM candidate_rows\n        GROUP BY k\n    )")
+    return [rows, pairs]
