@@ -84,15 +84,11 @@ def _prewhere(p: Params, side: Side) -> str:
     return f"system = {p(side.system)} AND entity = {p(side.entity)}"
 
 
-def digest_cte(p: Params, rule: ReconcileRule, which: str, restrict: str) -> str:
+def digest_cte(p: Params, rule: ReconcileRule, which: str) -> str:
     side = rule.left if which == "l" else rule.right
     parts = [part for c in rule.compare for part in _canonical(p, c, which)]
     digest = f"cityHash64({', '.join(parts)})" if parts else "toUInt64(0)"
     prewhere, where = _prewhere(p, side), [*side_where(p, side)[2:], "k != ''"]
-    if restrict and side.key_field is None:  # see pairs_ctes: a key made from `key` may filter early
-        prewhere += f" AND {restrict}"
-    elif restrict:
-        where.append(restrict)
     return (f"d{which} AS (\n        SELECT {key_expr(p, side, rule)} AS k, {digest} AS d, 1 AS present\n"
             f"        FROM records FINAL\n        PREWHERE {prewhere}\n"
             f"        WHERE {' AND '.join(where)}\n    )")

@@ -86,13 +86,11 @@ def compile_records(rule: ReconcileRule, since: datetime | None, now: datetime) 
     if same_source(rule):
         return _compile_joined(rule, since, now)
     p = Params()
-    ctes = []
-    restrict = ""
-    if since is not None:
-        ctes.append(f"changed AS (\n        {changed_keys(p, rule, since)}\n    )")
-        restrict = "k IN (SELECT k FROM changed)"
-    ctes += [digest_cte(p, rule, "l", restrict), digest_cte(p, rule, "r", restrict), CANDIDATES_CTE,
-             *pairs_ctes(p, rule)]
+    if since is None:
+        ctes = [digest_cte(p, rule, "l"), digest_cte(p, rule, "r"), CANDIDATES_CTE]
+    else:  # an incremental run re-checks every changed key: few, so no first pass to narrow them
+        ctes = [f"candidates AS (\n        {changed_keys(p, rule, since)}\n    )"]
+    ctes += pairs_ctes(p, rule)
     sql = "WITH\n    " + ",\n    ".join(ctes) + "\n" + outer_select(_problem_rows(p, rule, now, "pairs"))
     return CompiledRule(sql, p.values)
 
