@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reconciler.compile_reconcile import compile as compile_rule
+from reconciler.compile_workflow import compile as compile_workflow
 from reconciler.loader import load_text
 from syncwatch import schema
 from syncwatch.bench import reconcile_data as data
@@ -286,9 +287,14 @@ def _stuck(dsn: str, n_events: int, repeat: int) -> dict[str, Any]:
         expected = pl.from_arrow(store.query_arrow(data.EXPECTED_STUCK_SQL, {"instances": instances}))
         assert isinstance(expected, pl.DataFrame)
         result: dict[str, Any] = {"events": events, "instances": instances, "expected": expected.height}
-        for label, final in (("final", "FINAL"), ("no_final", "")):
-            sql = data.STUCK_SQL.replace("{final}", final)
-            params = {"cutoff": data.stuck_cutoff(now)}
+        compiled = compile_workflow(load_text(data.WORKFLOW_YAML, "bench_stuck.yaml")[0].rule, now=now)
+        queries = {
+            "compiled_rule": (f"SELECT keys['instance_id'] AS instance FROM ({compiled.sql}) WHERE kind = 'stuck'",
+                              compiled.parameters),
+            "final": (data.STUCK_SQL.replace("{final}", "FINAL"), {"cutoff": data.stuck_cutoff(now)}),
+            "no_final": (data.STUCK_SQL.replace("{final}", ""), {"cutoff": data.stuck_cutoff(now)}),
+        }
+        for label, (sql, params) in queries.items():
             table, seconds, rss = _timed(lambda sql=sql, params=params: store.query_arrow(sql, params), repeat)
             found = pl.from_arrow(table)
             assert isinstance(found, pl.DataFrame)
@@ -329,7 +335,7 @@ def run(
     }
     _write(report, Path(out_dir))
     if not all(r["syncwatch"]["exact"] and r["incremental"]["exact"] for r in results) or (
-        stuck and not stuck["final"]["exact"]
+        stuck and not all(stuck[label]["exact"] for label in ("compiled_rule", "final", "no_final"))
     ):
         raise click.ClickException("the findings differ from the injected drift: see the report above")
     return report

@@ -152,8 +152,20 @@ EXPECTED_STUCK_SQL = f"""
 SELECT concat('I-', toString(number)) AS instance FROM numbers({{instances:UInt64}})
 WHERE {STUCK.format("number")}
 """
-# What the workflow compiler does for "a.end is overdue after a.start": one pass, grouped by the
-# correlation key, the first time of each step per instance.
+# The workflow rule the benchmark compiles and runs: a.end is due 12 hours after a.start, and the
+# eight a.step2 events in between are a repeatable step (so all 10 events of an instance are read).
+WORKFLOW_YAML = """\
+name: bench_stuck
+kind: workflow
+severity: high
+key_name: instance_id
+steps:
+  - {name: start, event_type: a.start, key: instance_id}
+  - {name: work, event_type: a.step2, key: instance_id, repeatable: true}
+  - {name: end, event_type: a.end, key: instance_id, sla: {within: 12h, after: start}}
+"""
+# The same question hand-written, as the floor the compiled rule is compared with: one pass,
+# grouped by the correlation key, the first time of each step per instance.
 STUCK_SQL = """
 SELECT instance FROM (
     SELECT keys['instance_id'] AS instance, minIf(time, type = 'a.start') AS started,

@@ -69,14 +69,16 @@ def _size_table(s: dict[str, Any]) -> list[str]:
 
 
 def _stuck(st: dict[str, Any]) -> list[str]:
-    final, plain = st["final"], st["no_final"]
+    rule, final, plain = st["compiled_rule"], st["final"], st["no_final"]
     return [
         "### Stuck workflow instances",
         "",
         f"{st['events']:,} events of {st['instances']:,} instances (a.start, 8 x a.step2, a.end), "
-        f"{st['expected']:,} stuck. One GROUP BY of the correlation key with minIf/countIf per step: "
-        f"{final['seconds']:.3f} s with FINAL ({final['found']:,} found, {_exact(final)}, peak RSS "
-        f"{_mem(final['peak_rss_bytes'])}), {plain['seconds']:.3f} s without FINAL ({_exact(plain)}).",
+        f"{st['expected']:,} stuck. The compiled workflow rule (all its finding kinds, stuck ones kept): "
+        f"{rule['seconds']:.3f} s ({rule['found']:,} found, {_exact(rule)}, peak RSS {_mem(rule['peak_rss_bytes'])}). "
+        f"Hand-written floor, one GROUP BY of the correlation key with minIf/countIf per step: "
+        f"{final['seconds']:.3f} s with FINAL ({_exact(final)}), {plain['seconds']:.3f} s without FINAL "
+        f"({_exact(plain)}).",
     ]
 
 
@@ -121,7 +123,7 @@ def _targets(report: dict[str, Any]) -> list[str]:
             )
         )
     if report["stuck"]:
-        secs = report["stuck"]["final"]["seconds"]
+        secs = report["stuck"]["compiled_rule"]["seconds"]
         rows.append(
             (
                 f"stuck detection over {report['stuck']['events']:,} events",

@@ -53,7 +53,8 @@ def test_drift_found_is_the_drift_injected(tmp_path: Path) -> None:
     incremental = size["incremental"]
     assert incremental["exact"] and incremental["changed_records"] == 200 and incremental["findings"] > 0
     stuck = report["stuck"]
-    assert stuck["final"]["exact"] and stuck["final"]["found"] == stuck["expected"] > 0
+    assert stuck["compiled_rule"]["exact"] and stuck["compiled_rule"]["found"] == stuck["expected"] > 0
+    assert stuck["final"]["exact"] and stuck["no_final"]["exact"]
     assert "reconcile.md" in {p.name for p in tmp_path.iterdir()}
 
 
