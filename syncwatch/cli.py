@@ -337,5 +337,20 @@ def bench_reconcile(rows: str, events: int, baselines: bool, out: str) -> None:
     run(sizes, out_dir=out, baselines=baselines, events=events)
 
 
+@bench.command("latency")
+@click.option("--instances", type=int, default=300, show_default=True, help="Workflow instances started.")
+@click.option("--spread", type=float, default=60.0, show_default=True, help="Seconds over which they start.")
+@click.option("--sla", type=int, default=15, show_default=True, help="Seconds until each instance is overdue.")
+@click.option("--every", type=int, default=10, show_default=True, help="The rule's schedule, in seconds (>= 10).")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_latency(instances: int, spread: float, sla: int, every: int, out: str) -> None:
+    """Detection latency: from an SLA deadline passing to the alert arriving at a local webhook."""
+    from syncwatch.bench.latency import run
+
+    if instances < 1 or spread < 0 or sla < 1 or every < 10:
+        raise click.BadParameter("need --instances >= 1, --spread >= 0, --sla >= 1 and --every >= 10")
+    run(instances, spread, sla, every, out)
+
+
 if __name__ == "__main__":
     main()
