@@ -164,6 +164,21 @@ steps:
   - {name: work, event_type: a.step2, key: instance_id, repeatable: true}
   - {name: end, event_type: a.end, key: instance_id, sla: {within: 12h, after: start}}
 """
+# KPIs of that workflow, as the dashboards ask for them (timed per request, p95 over repeats).
+KPIS_YAML = """\
+- name: bench_cycle_time
+  kind: kpi
+  unit: hours
+  duration: {workflow: bench_stuck, from_step: start, to_step: end, stats: [p50, p90, mean]}
+- name: bench_completion
+  kind: kpi
+  unit: ratio
+  completion_rate: {workflow: bench_stuck}
+- name: bench_sla_compliance
+  kind: kpi
+  unit: ratio
+  sla_compliance: {workflow: bench_stuck}
+"""
 # The same question hand-written, as the floor the compiled rule is compared with: one pass,
 # grouped by the correlation key, the first time of each step per instance.
 STUCK_SQL = """

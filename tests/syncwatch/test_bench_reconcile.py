@@ -55,6 +55,11 @@ def test_drift_found_is_the_drift_injected(tmp_path: Path) -> None:
     stuck = report["stuck"]
     assert stuck["compiled_rule"]["exact"] and stuck["compiled_rule"]["found"] == stuck["expected"] > 0
     assert stuck["final"]["exact"] and stuck["no_final"]["exact"]
+    kpis = {name: {row["stat"]: row["value"] for row in k["rows"]} for name, k in stuck["kpis"].items()}
+    completed = 1 - stuck["expected"] / stuck["instances"]
+    assert kpis["bench_completion"]["completion_rate"] == pytest.approx(completed, abs=1e-4)
+    assert kpis["bench_sla_compliance"]["sla_compliance"] == pytest.approx(completed, abs=1e-4)
+    assert kpis["bench_cycle_time"] == {"p50": 9.0, "p90": 9.0, "mean": 9.0}  # a.start to a.end: 9 hours
     assert "reconcile.md" in {p.name for p in tmp_path.iterdir()}
 
 
