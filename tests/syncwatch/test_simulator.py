@@ -39,7 +39,8 @@ SCHEMAS = REPO / "rules" / "schemas"
 START = date(2025, 1, 6)
 EVENT_TYPES = {"crm.account.created", "crm.opportunity.won", "erp.customer.created", "psa.project.created",
                "psa.project.staffed", "psa.assignment.created", "time.entry.submitted", "psa.timesheet.approved",
-               "billing.invoice.created", "erp.invoice.posted", "hris.cost_rate.changed", "integration.sync.failed"}
+               "billing.invoice.created", "erp.invoice.posted", "hris.cost_rate.changed", "integration.sync.failed",
+               "hris.person.hired", "psa.resource.created"}
 
 
 def config(days: int = 70, **knobs: float) -> FeedConfig:
