@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from reconciler.compile_reconcile import CompiledRule
-from reconciler.compile_workflow import _instances, _keys
+from reconciler.compile_workflow import _instances, _keys, _where
 from reconciler.errors import RuleError
 from reconciler.model import WorkflowRule
 from reconciler.model_kpi import Count, KpiFilter, KpiRule, references
@@ -108,7 +108,7 @@ def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, frame: tuple[str, str
         value = f"if(mapContains(keys, {p(dimension)}), keys[{p(dimension)}], JSONExtractString(data, {p(dimension)}))"
         join = (f"\n    LEFT JOIN (SELECT ck, argMin({value}, time) AS dim\n"
                 f"               FROM events FINAL ARRAY JOIN {_keys(p, first)} AS ck\n"
-                f"               WHERE type = {p(first.event_type)} AND ck != '' GROUP BY ck) AS dims USING ck")
+                f"               WHERE {_where(p, first)} AND ck != '' GROUP BY ck) AS dims USING ck")
     d = "dim" if dimension else "''"
     source = (f"    SELECT {_bucket(bucket, 'first0')} AS b, {d} AS d, {_per_instance(kpi, rule, at)}\n"
               f"    FROM (\n{_instances(p, rule, None, now)}\n    ) AS i{join}\n"

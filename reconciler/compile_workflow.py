@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 
 from reconciler.compile_reconcile import CompiledRule
 from reconciler.findings import Scope
-from reconciler.model import StepKey, WorkflowRule
-from reconciler.sql import DATETIME, JOIN_SETTINGS, Params
+from reconciler.model import FailureEvent, Step, StepKey, WorkflowRule
+from reconciler.sql import DATETIME, JOIN_SETTINGS, Params, filter_expr
 
 __all__ = ["compile", "scope"]
 
@@ -80,6 +80,21 @@ def _json(p: Params, field: str, type_: str) -> str:
     return f"JSONExtract{type_}(data, {path})"
 
 
+def _where(p: Params, item: Step | FailureEvent) -> str:
+    """The item's type and filters. A filter field is the event's key of that name, else its data
+    field, as text the way records store values (strings bare, numbers as JSON text, true/false);
+    a JSON null counts as absent."""
+    conds = [f"type = {p(item.event_type)}"]
+    for f in item.filter:
+        name, path = p(f.field), ", ".join(p(part) for part in f.field.split("."))
+        data = (f"if(JSONType(data, {path}) = 'String', JSONExtractString(data, {path}), "
+                f"JSONExtractRaw(data, {path}))")
+        value = f"if(mapContains(keys, {name}), keys[{name}], {data})"
+        present = f"(mapContains(keys, {name}) OR JSONType(data, {path}) != 'Null')"
+        conds.append(filter_expr(p, f, value, present))
+    return " AND ".join(conds)
+
+
 def _extras(p: Params, rule: WorkflowRule, source: int) -> str:
     """amount, cur and msg of one source's rows: only the impact step and failures carry them."""
     n, impact = len(rule.steps), rule.impact
@@ -95,7 +110,7 @@ def _selection(p: Params, rule: WorkflowRule, source: int) -> str:
     n = len(rule.steps)
     item = rule.steps[source] if source < n else rule.failures.events[source - n]
     columns = f"time, system, trace_id, span_id, received_at, {_extras(p, rule, source)}"
-    where = f"type = {p(item.event_type)}"
+    where = _where(p, item)
     if item.via is None:
         return (f"SELECT {source} AS s, ck, {columns}\n            FROM events FINAL ARRAY JOIN {_keys(p, item)}"
                 f" AS ck\n            WHERE {where} AND ck != ''")
@@ -106,7 +121,7 @@ def _selection(p: Params, rule: WorkflowRule, source: int) -> str:
         f"            FROM (SELECT arrayJoin({_keys(p, item)}) AS lk, {columns}\n"
         f"                  FROM events FINAL WHERE {where}) AS e\n"
         f"            INNER JOIN (SELECT DISTINCT keys[{p(item.via.key)}] AS lk, arrayJoin({_keys(p, linked)}) AS ck\n"
-        f"                        FROM events FINAL WHERE type = {p(linked.event_type)}) AS l ON e.lk = l.lk\n"
+        f"                        FROM events FINAL WHERE {_where(p, linked)}) AS l ON e.lk = l.lk\n"
         "            WHERE e.lk != '' AND l.ck != ''"
     )
 

@@ -98,6 +98,8 @@ def _keyed(item: StepKey) -> str:
     text = f"the JSON array in key {item.key!r}" if item.many else f"key {item.key!r}"
     if item.via:
         text += f", linked through the {item.via.step} step's events that carry it as {item.via.key!r}"
+    if item.filter:
+        text += ", where " + " and ".join(_filter(f) for f in item.filter)
     return text
 
 
