@@ -12,10 +12,10 @@ a repeatable anchor counting as done only if it arrived at or after the anchor's
 
     stuck        the first required step not done, its anchor done, and anchor + within < now
     sla_breach   a step done after anchor + within (left_value: the deadline, right_value: arrival)
-    failed_step  a failure event, or an error span in the trace of a step event, since the instance
-                 started and while it is not complete (all required steps done); a linked event may
-                 be shared with an older instance (a client's customer record), whose failures
-                 are not this instance's
+    failed_step  a failure event, or an error span in the trace of a step event keyed directly (not
+                 via), since the instance started and while it is not complete (all required steps
+                 done); a linked event may be shared with an older instance (a client's customer
+                 record), whose failures and traces are not this instance's
 
 An incremental run (`since`) covers the instances with an event received since then, an error span
 since then, or an SLA deadline that fell between `since` and `now`: the only ways a finding of an
@@ -153,10 +153,14 @@ def _aggregates(rule: WorkflowRule) -> list[str]:
                     f"argMaxIf(trace_id, time, s = {f}) AS ftrace{j}, argMaxIf(span_id, time, s = {f}) AS fspan{j}, "
                     f"argMaxIf(msg, time, s = {f}) AS fmsg{j}")
     if rule.failures.error_spans:
-        on = f"e_present AND s < {n} AND trace_id != ''"
+        # only the traces of events keyed directly to the instance: an event reached via another
+        # step may serve many instances (a client's customer record), and so may its trace
+        direct = ", ".join(str(i) for i, step in enumerate(rule.steps) if step.via is None)
+        on = f"e_present AND s IN ({direct}) AND trace_id != ''"
         cols.append(f"countIf({on}) > 0 AS ehas, argMaxIf(e_name, e_ts, {on}) AS ename, "
                     f"argMaxIf(e_msg, e_ts, {on}) AS emsg, argMaxIf(trace_id, e_ts, {on}) AS etrace, "
-                    f"argMaxIf(e_span, e_ts, {on}) AS espan, argMaxIf(s, e_ts, {on}) AS estep, max(e_ts) AS ets")
+                    f"argMaxIf(e_span, e_ts, {on}) AS espan, argMaxIf(s, e_ts, {on}) AS estep, "
+                    f"maxIf(e_ts, {on}) AS ets")
     cols += [f"argMaxIf(trace_id, time, s < {n}) AS last_trace, argMaxIf(span_id, time, s < {n}) AS last_span",
              f"arraySort(groupUniqArrayIf(system, s < {n})) AS systems, max(received_at) AS recv",
              f"argMinIf(amount, time, s = {_impact_step(rule)}) AS amount, anyIf(cur, cur != '') AS cur"]

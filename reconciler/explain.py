@@ -126,8 +126,8 @@ def explain_workflow(rule: WorkflowRule) -> str:
         lines.append(f"failed_step {f.name}: a {f.event_type} event by {_keyed(f)}, since the instance started "
                      "and while it is not complete.")
     if rule.failures.error_spans:
-        lines.append("failed_step: an error span in the trace of any step event, since the instance started and "
-                     "while it is not complete.")
+        lines.append("failed_step: an error span in the trace of a step event keyed directly (not via another "
+                     "step), since the instance started and while it is not complete.")
     if rule.impact:
         currency = rule.impact.currency or f"field {rule.impact.currency_field!r}"
         lines.append(f"Impact: field {rule.impact.field!r} of the {rule.impact.step} event, in {currency}.")

@@ -348,7 +348,7 @@ class FailureEvent(StepKey):
 
 class Failures(Strict):
     events: tuple[FailureEvent, ...] = ()
-    error_spans: bool = False  # spans with StatusCode 'Error' in the trace of any step event
+    error_spans: bool = False  # spans with StatusCode 'Error' in the trace of a step event keyed directly
 
 
 class StepImpact(Strict):

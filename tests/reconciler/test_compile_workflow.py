@@ -147,6 +147,7 @@ def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> N
      .add(staffed, days(5), {"project_id": "P3"}, trace="T3")
      .add(won, days(10), {"opportunity_id": "OPP-4", "client_id": "C1"}, trace="T4")  # an existing client
      .add(project, days(2), {"project_id": "P4", "opportunity_id": "OPP-4"}, trace="T4")
+     .error_span("T1", days(3), "POST /api/v1/customers")  # C1's customer trace is OPP-1's, not OPP-4's
      .add(staffed, days(1), {"project_id": "P-ORPHAN"})                  # no instance
      .write(store))
     assert found(store, PACK["quote_to_project"]) == {
