@@ -86,7 +86,8 @@ def _timesheets(store: Store) -> None:
      .add(approved, days(5), {"timesheet_id": "TS-4"}, sheet)                     # not due yet
      .add(approved, days(10), {"timesheet_id": "TS-5"}, sheet)
      .add(invoiced, days(8), {"invoice_id": "INV-2", "timesheet_ids": ["TS-5"]})  # never posted
-     .add("integration.sync.failed", days(7), {"object_id": "INV-2"}, {"error_message": "502 Bad Gateway"},
+     .add("integration.sync.failed", days(7), {"object_id": "INV-2", "integration": "billing-to-erp-sync"},
+          {"error_message": "502 Bad Gateway"},
           trace="trace-failed")
      .add(approved, days(10), {"timesheet_id": "TS-6"}, sheet)
      .add(invoiced, days(9), {"invoice_id": "INV-3", "timesheet_ids": ["TS-6"]})
@@ -125,10 +126,28 @@ def test_values_traces_and_impact_of_findings(store: Store) -> None:
     assert list(next(iter(rows.values()))) == list(COLUMNS)
 
 
+def test_timesheet_approval_starts_with_the_first_submitted_entry(store: Store) -> None:
+    entry, approved = "time.entry.submitted", "psa.timesheet.approved"
+    (Events()
+     .add(entry, days(10), {"timesheet_id": "TS-1"}).add(entry, days(9), {"timesheet_id": "TS-1"})
+     .add(approved, days(7), {"timesheet_id": "TS-1"}, {"billable_amount": 0.0})  # non-billable time counts too
+     .add(entry, days(10), {"timesheet_id": "TS-2"})                              # never reached the PSA
+     .add("integration.sync.failed", days(10), {"object_id": "TS-2", "integration": "time-capture-sync"})
+     .add(entry, days(20), {"timesheet_id": "TS-3"}).add(entry, days(12), {"timesheet_id": "TS-3"})
+     .add(approved, days(10), {"timesheet_id": "TS-3"})                           # 10 days after the first entry
+     .add(entry, days(3), {"timesheet_id": "TS-4"})                               # not due yet
+     .write(store))
+    assert found(store, PACK["timesheet_approval"]) == {
+        ("stuck", "approved", k(timesheet_id="TS-2")),
+        ("failed_step", "timesheet_sync_failed", k(timesheet_id="TS-2")),
+        ("sla_breach", "approved", k(timesheet_id="TS-3")),
+    }
+
+
 # -- quote to project: links through two steps, error spans ------------------------------------------------
 
 def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> None:
-    won, customer = "crm.opportunity.won", "erp.customer.created"
+    won, customer, failed = "crm.opportunity.won", "erp.customer.created", "integration.sync.failed"
     project, staffed = "psa.project.created", "psa.project.staffed"
     (Events()
      .add(won, days(20), {"opportunity_id": "OPP-1", "client_id": "C1"}, {"amount": 5e4, "currency": "EUR"},
@@ -142,7 +161,8 @@ def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> N
      .add(project, days(18), {"project_id": "P2", "opportunity_id": "OPP-2"}, trace="T2")
      .error_span("T2", days(18), "POST /api/v1/projects")                 # and never staffed
      .add(won, days(10), {"opportunity_id": "OPP-3", "client_id": "C3"}, trace="T3")
-     .add("integration.sync.failed", days(10) + timedelta(hours=1), {"object_id": "C3"}, trace="T3")
+     .add(failed, days(10) + timedelta(hours=1), {"object_id": "C3", "integration": "crm-to-erp-sync"}, trace="T3")
+     .add(failed, days(10), {"object_id": "C2", "integration": "psa-to-erp-sync"})  # not the customer sync
      .add(project, days(9), {"project_id": "P3", "opportunity_id": "OPP-3"}, trace="T3")
      .add(staffed, days(5), {"project_id": "P3"}, trace="T3")
      .add(won, days(10), {"opportunity_id": "OPP-4", "client_id": "C1"}, trace="T4")  # an existing client
