@@ -10,8 +10,8 @@ bench; a won deal makes the client an ERP customer (first deal only) and a PSA p
 staffed from the bench and starts the next Monday; staffed consultants capture time every
 working day and submit weekly timesheets on Friday; project managers approve them within three
 working days; approved billable time is invoiced once a month (first working day on or after the
-10th, after the timesheet cut-off); HR raises a few cost rates at each month start, and hires when
-won deals wait for more people than the bench holds.
+10th, after the timesheet cut-off); HR raises a few cost rates at each month start, and hires to
+keep a spare bench beyond the seats won deals wait for.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Firm:
         self.start = start
         self._seq: Counter[str] = Counter()
         self.people = [self._hire(i) for i in range(max(consultants, 2))]
+        self._headcount = len(self.people)  # at the opening; hiring stops at twice this
         self.clients = [self._client() for _ in range(max(clients, 1))]
         self.projects: dict[str, Project] = {}
         self.timesheets: dict[str, Timesheet] = {}
@@ -126,11 +127,13 @@ class Firm:
     # -- people --------------------------------------------------------------------------------------
 
     def _hiring(self, d: date) -> list[Fact]:
-        """Won deals waiting for more people than the bench holds: HR hires some of the gap each day."""
-        gap = self._demand - len(self._bench(d))
+        """HR keeps a spare bench of a tenth of the headcount beyond the seats won deals wait for, and
+        hires a little of any shortfall each working day, up to twice the opening headcount."""
+        gap = self._demand + len(self.people) // 10 - len(self._bench(d))
+        gap = min(gap, 2 * self._headcount - len(self.people))
         facts = []
         for _ in range(max(gap, 0)):
-            if self.rng.random() < 0.2:
+            if self.rng.random() < 0.1:
                 person = self._hire(len(self.people), on=d)
                 self.people.append(person)
                 facts.append(Fact("person.hired", self.at(d, 8, 10), person))
