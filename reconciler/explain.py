@@ -145,9 +145,20 @@ def explain_kpi(rule: KpiRule) -> str:
     elif rule.sla_compliance:
         lines.append(f"Share of {rule.sla_compliance.workflow} steps with an SLA that arrived on time, of those "
                      "that arrived or are overdue.")
+    elif rule.straight_through:
+        st = rule.straight_through
+        which = f"of {', '.join(st.rules)}" if st.rules else "of any rule"
+        lines.append(f"Share of settled {st.workflow} instances (complete, or with a finding or an action) that "
+                     f"completed with no finding {which} on their key and no action on any of their findings.")
     elif rule.ratio:
         lines.append(f"{rule.ratio.numerator.table} rows matching the numerator's filter per "
                      f"{rule.ratio.denominator.table} row matching the denominator's.")
+        for side in (rule.ratio.numerator, rule.ratio.denominator):
+            if side.without_findings:
+                w = side.without_findings
+                lines.append(f"Counting only {side.table} rows whose {w.field or w.key} no finding names as {w.key}"
+                             + (f" (rules {', '.join(w.rules)})" if w.rules else "")
+                             + (f" (kinds {', '.join(w.kinds)})" if w.kinds else "") + ".")
     if rule.dimensions:
         lines.append(f"Broken down by any of: {', '.join(rule.dimensions)}.")
     lines.append("Evaluated on request over a time range (workflow instances by their first step's time).")
