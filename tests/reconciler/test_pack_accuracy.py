@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from reconciler import service
+from reconciler import compile_kpi, service
 from reconciler.loader import load_rules
 from reconciler.model import WorkflowRule
+from reconciler.model_kpi import KpiRule
 from syncwatch.simulator.faults import (
+    AMOUNT_MISMATCH,
     DUPLICATE,
     FAILED_CALL,
     FAULT_TYPES,
@@ -89,6 +91,7 @@ def test_findings_equal_the_consequences_of_the_injected_faults(live_server: Liv
     assert found == set(want), _explain(set(want) - found, found - set(want), want)
     assert {rule for rule, *_ in found} == {r.name for r in service.runnable(PACK)}, "every rule is put to the test"
 
+    _kpis_agree_with_the_truth(store, delivered, faults, found)
     unexplained = [(f.fault, f.keys, f.detail) for f in faults
                    if not any(f in behind for behind in want.values()) and not unseen(f, delivered)]
     assert unexplained == [], "faults that should have left a finding"
@@ -100,3 +103,25 @@ def test_findings_equal_the_consequences_of_the_injected_faults(live_server: Liv
     assert {k for k, (seen, _) in report.items() if not seen} == ABSORBED
     assert all(not touched(f, delivered) for f in faults if f.fault in ABSORBED)
     assert detected[FAILED_CALL] > 0
+
+
+def _kpis_agree_with_the_truth(store: Store, d: Delivered, faults: list[Fault], found: set[Finding]) -> None:
+    """Invoice accuracy and straight-through billing over the whole feed, against their definitions
+    applied to what was delivered and the ground truth."""
+    kpis = {r.name: r.rule for r in PACK if isinstance(r.rule, KpiRule)}
+    workflows = {r.name: r.rule for r in PACK if isinstance(r.rule, WorkflowRule)}
+    start = datetime.combine(START, time(), UTC)
+
+    def value(name: str) -> tuple[float, int]:
+        (row,) = compile_kpi.evaluate(store, kpis[name], workflows, start, NOW + timedelta(days=7), now=NOW)
+        return round(row["value"], 9), row["count"]
+
+    posted = {str(e.data["invoice_id"]) for e in d.of("erp.invoice.posted")}
+    wrong = {f.keys["invoice_id"] for f in faults if f.fault == AMOUNT_MISMATCH} & posted
+    assert wrong and value("invoice_accuracy") == (round(1 - len(wrong) / len(posted), 9), len(posted))
+    flagged = {dict(keys)["timesheet_id"] for _, _, _, keys in found if dict(keys).keys() == {"timesheet_id"}}
+    sheets = {sheet for sheet, events in d.approvals.items() if d.billable(events)}
+    complete = {s for s in sheets if any(d.postings.get(str(i.data["invoice_id"]))
+                                         for i in d.invoices_of_timesheet.get(s, []))}
+    settled = complete | (sheets & flagged)
+    assert value("straight_through_billing") == (round(len(complete - flagged) / len(settled), 9), len(settled))
