@@ -98,8 +98,11 @@ def test_findings_equal_the_consequences_of_the_injected_faults(live_server: Liv
     injected = Counter(f.fault for f in faults)
     detected = Counter(f.fault for f in faults if any(f in behind for behind in want.values()))
     report = {kind: (detected[kind], injected[kind]) for kind in FAULT_TYPES}
-    print("\nfault type: faults with findings / injected", *(f"{k}: {v[0]}/{v[1]}" for k, v in report.items()),
-          sep="\n  ")
+    reasons = Counter((f.fault, unseen(f, delivered)) for f in faults if f.fault not in detected or
+                      not any(f in behind for behind in want.values()))
+    print("\nfault type: faults with findings / injected; the others, and why", *(
+        f"{k}: {v[0]}/{v[1]}" + "".join(f"\n      {n} {why}" for (t, why), n in sorted(reasons.items()) if t == k)
+        for k, v in report.items()), sep="\n  ")
     assert {k for k, (seen, _) in report.items() if not seen} == ABSORBED
     assert all(not touched(f, delivered) for f in faults if f.fault in ABSORBED)
     assert detected[FAILED_CALL] > 0
