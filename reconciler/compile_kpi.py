@@ -6,13 +6,20 @@ Every query returns rows of (stat, bucket, dimension, value, count):
     bucket     the start of the day, week (Monday) or month, or NULL without bucketing
     dimension  the dimension's value, or '' without one
     value      hours for a duration; a fraction (0..1) for the rates and ratios
-    count      the instances (duration, completion), SLA steps (sla_compliance) or denominator rows
+    count      the instances (duration, completion), SLA steps (sla_compliance), settled instances
+               (straight_through) or denominator rows
 
 Workflow metrics reuse compile_workflow's per-instance query (steps grouped by correlation key with
 minIf per step); an instance is in range when its first step's time is in [start, end) and is
 bucketed by that time. Its dimension is the first step event's key of that name, else the data
 field of that name. Quantiles interpolate linearly between the instances (quantileExactInclusive,
 numpy's default). A ratio counts rows of its tables whose time is in [start, end).
+
+Straight-through processing reads the findings and the audit log: an instance is an exception when
+a finding (of the listed rules, any status, resolved ones too) carries its correlation key under
+the workflow's key name, or an action (acknowledge, assign, resolve, ...) was recorded on any of its
+findings. Of the settled instances (complete, or an exception), the share complete without one.
+A ratio side `without_findings` keeps the rows whose key no finding names (invoice accuracy).
 """
 
 from __future__ import annotations
@@ -21,10 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from reconciler.compile_reconcile import CompiledRule
-from reconciler.compile_workflow import _instances, _keys
+from reconciler.compile_workflow import _instances, _keys, _where
 from reconciler.errors import RuleError
 from reconciler.model import WorkflowRule
-from reconciler.model_kpi import Count, KpiFilter, KpiRule, references
+from reconciler.model_kpi import Count, KpiFilter, KpiRule, WithoutFindings, references
 from reconciler.sql import DATETIME, JOIN_SETTINGS, Params
 from syncwatch.store import Store
 
@@ -70,7 +77,7 @@ def evaluate(store: Store, kpi: KpiRule, workflows: dict[str, WorkflowRule], sta
 
 def _check(kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
            dimension: str | None, bucket: str | None) -> None:
-    problems = [f"{kpi.name}: {'.'.join(path)}: {message}" for path, message in references(kpi, workflows)]
+    problems = [f"{kpi.name}: {'.'.join(map(str, path))}: {message}" for path, message in references(kpi, workflows)]
     if dimension is not None and dimension not in kpi.dimensions:
         problems.append(f"{kpi.name}: dimension {dimension!r} is not one of the KPI's dimensions "
                         f"({', '.join(kpi.dimensions) or 'none'})")
@@ -108,8 +115,9 @@ def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, frame: tuple[str, str
         value = f"if(mapContains(keys, {p(dimension)}), keys[{p(dimension)}], JSONExtractString(data, {p(dimension)}))"
         join = (f"\n    LEFT JOIN (SELECT ck, argMin({value}, time) AS dim\n"
                 f"               FROM events FINAL ARRAY JOIN {_keys(p, first)} AS ck\n"
-                f"               WHERE type = {p(first.event_type)} AND ck != '' GROUP BY ck) AS dims USING ck")
+                f"               WHERE {_where(p, first)} AND ck != '' GROUP BY ck) AS dims USING ck")
     d = "dim" if dimension else "''"
+    join += _exceptions(p, kpi, rule)
     source = (f"    SELECT {_bucket(bucket, 'first0')} AS b, {d} AS d, {_per_instance(kpi, rule, at)}\n"
               f"    FROM (\n{_instances(p, rule, None, now)}\n    ) AS i{join}\n"
               f"    WHERE first0 >= {frame[0]} AND first0 < {frame[1]}")
@@ -118,11 +126,30 @@ def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, frame: tuple[str, str
         return _grouped(stats, "count()", source + " AND measured", " HAVING count() > 0")
     if kpi.completion_rate:
         return _grouped([("completion_rate", "countIf(complete) / count()")], "count()", source)
+    if kpi.straight_through:
+        settled = "countIf(complete OR exception)"
+        return _grouped([("straight_through", f"countIf(complete AND NOT exception) / {settled}")], settled,
+                        source, f" HAVING {settled} > 0")
     return _grouped([("sla_compliance", "sum(ok) / sum(due)")], "sum(due)", source, " HAVING sum(due) > 0")
 
 
+def _exceptions(p: Params, kpi: KpiRule, rule: WorkflowRule) -> str:
+    """straight_through: `exception` is 1 for the correlation keys a finding (of the KPI's rules)
+    names, or whose findings (of any rule) someone acted on."""
+    if kpi.straight_through is None:
+        return ""
+    name = p(rule.key_name)
+    named = f"SELECT keys[{name}] AS ck, fingerprint, rule FROM findings FINAL WHERE mapContains(keys, {name})"
+    rules = kpi.straight_through.rules
+    counted = f"has({p(list(rules), 'Array(String)')}, rule)" if rules else "1"
+    return (f"\n    LEFT JOIN (SELECT ck, 1 AS exception FROM ({named})\n"
+            f"               WHERE {counted} OR fingerprint IN (SELECT finding_fingerprint FROM actions)\n"
+            f"               GROUP BY ck) AS x USING ck")
+
+
 def _per_instance(kpi: KpiRule, rule: WorkflowRule, now: str) -> str:
-    """The columns a metric needs of one instance: hours/measured, or due/ok (its SLA steps)."""
+    """The columns a metric needs of one instance: hours/measured, due/ok (its SLA steps), or
+    complete (and exception)."""
     names = [s.name for s in rule.steps]
     if kpi.duration:
         a, b = names.index(kpi.duration.from_step), names.index(kpi.duration.to_step)
@@ -130,6 +157,8 @@ def _per_instance(kpi: KpiRule, rule: WorkflowRule, now: str) -> str:
                 f"done{a} AND done{b} AND arrive{b} >= T{a} AS measured")
     if kpi.completion_rate:
         return "complete"
+    if kpi.straight_through:
+        return "complete, exception"
     due, ok = [], []
     for i, step in enumerate(rule.steps):
         if step.sla:
@@ -159,9 +188,23 @@ def _count(p: Params, side: Count, which: int, frame: tuple[str, str], dimension
     source, time, _, _ = _TABLES[side.table]
     where = [f"{time} >= {frame[0]}", f"{time} < {frame[1]}"] + (["deleted = 0"] if side.table == "records" else [])
     where += [_filter(p, side.table, f) for f in side.filter]
+    if side.without_findings:
+        where.append(_without_findings(p, side.table, side.without_findings))
     d = f"toString({_column(p, side.table, dimension)})" if dimension else "''"
     return (f"    SELECT {_bucket(bucket, time)} AS b, {d} AS d, {which} AS side\n"
             f"    FROM {source} WHERE {' AND '.join(where)}")
+
+
+def _without_findings(p: Params, table: str, w: WithoutFindings) -> str:
+    """The row's value is one no finding of the given rules and kinds names under `key` (any status:
+    a drift corrected later still was one)."""
+    conds = [f"mapContains(keys, {p(w.key)})"]
+    if w.rules:
+        conds.append(f"has({p(list(w.rules), 'Array(String)')}, rule)")
+    if w.kinds:
+        conds.append(f"has({p(list(w.kinds), 'Array(String)')}, kind)")
+    value = f"toString({_column(p, table, w.field or w.key)})"
+    return f"{value} NOT IN (SELECT keys[{p(w.key)}] FROM findings FINAL WHERE {' AND '.join(conds)})"
 
 
 def _ratio(p: Params, kpi: KpiRule, frame: tuple[str, str], dimension: str | None, bucket: str | None) -> str:

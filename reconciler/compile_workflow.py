@@ -12,10 +12,10 @@ a repeatable anchor counting as done only if it arrived at or after the anchor's
 
     stuck        the first required step not done, its anchor done, and anchor + within < now
     sla_breach   a step done after anchor + within (left_value: the deadline, right_value: arrival)
-    failed_step  a failure event, or an error span in the trace of a step event, since the instance
-                 started and while it is not complete (all required steps done); a linked event may
-                 be shared with an older instance (a client's customer record), whose failures
-                 are not this instance's
+    failed_step  a failure event, or an error span in the trace of a step event keyed directly (not
+                 via), since the instance started and while it is not complete (all required steps
+                 done); a linked event may be shared with an older instance (a client's customer
+                 record), whose failures and traces are not this instance's
 
 An incremental run (`since`) covers the instances with an event received since then, an error span
 since then, or an SLA deadline that fell between `since` and `now`: the only ways a finding of an
@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 
 from reconciler.compile_reconcile import CompiledRule
 from reconciler.findings import Scope
-from reconciler.model import StepKey, WorkflowRule
-from reconciler.sql import DATETIME, JOIN_SETTINGS, Params
+from reconciler.model import FailureEvent, Step, StepKey, WorkflowRule
+from reconciler.sql import DATETIME, JOIN_SETTINGS, Params, filter_expr
 
 __all__ = ["compile", "scope"]
 
@@ -80,6 +80,21 @@ def _json(p: Params, field: str, type_: str) -> str:
     return f"JSONExtract{type_}(data, {path})"
 
 
+def _where(p: Params, item: Step | FailureEvent) -> str:
+    """The item's type and filters. A filter field is the event's key of that name, else its data
+    field, as text the way records store values (strings bare, numbers as JSON text, true/false);
+    a JSON null counts as absent."""
+    conds = [f"type = {p(item.event_type)}"]
+    for f in item.filter:
+        name, path = p(f.field), ", ".join(p(part) for part in f.field.split("."))
+        data = (f"if(JSONType(data, {path}) = 'String', JSONExtractString(data, {path}), "
+                f"JSONExtractRaw(data, {path}))")
+        value = f"if(mapContains(keys, {name}), keys[{name}], {data})"
+        present = f"(mapContains(keys, {name}) OR JSONType(data, {path}) != 'Null')"
+        conds.append(filter_expr(p, f, value, present))
+    return " AND ".join(conds)
+
+
 def _extras(p: Params, rule: WorkflowRule, source: int) -> str:
     """amount, cur and msg of one source's rows: only the impact step and failures carry them."""
     n, impact = len(rule.steps), rule.impact
@@ -95,7 +110,7 @@ def _selection(p: Params, rule: WorkflowRule, source: int) -> str:
     n = len(rule.steps)
     item = rule.steps[source] if source < n else rule.failures.events[source - n]
     columns = f"time, system, trace_id, span_id, received_at, {_extras(p, rule, source)}"
-    where = f"type = {p(item.event_type)}"
+    where = _where(p, item)
     if item.via is None:
         return (f"SELECT {source} AS s, ck, {columns}\n            FROM events FINAL ARRAY JOIN {_keys(p, item)}"
                 f" AS ck\n            WHERE {where} AND ck != ''")
@@ -106,7 +121,7 @@ def _selection(p: Params, rule: WorkflowRule, source: int) -> str:
         f"            FROM (SELECT arrayJoin({_keys(p, item)}) AS lk, {columns}\n"
         f"                  FROM events FINAL WHERE {where}) AS e\n"
         f"            INNER JOIN (SELECT DISTINCT keys[{p(item.via.key)}] AS lk, arrayJoin({_keys(p, linked)}) AS ck\n"
-        f"                        FROM events FINAL WHERE type = {p(linked.event_type)}) AS l ON e.lk = l.lk\n"
+        f"                        FROM events FINAL WHERE {_where(p, linked)}) AS l ON e.lk = l.lk\n"
         "            WHERE e.lk != '' AND l.ck != ''"
     )
 
@@ -138,10 +153,14 @@ def _aggregates(rule: WorkflowRule) -> list[str]:
                     f"argMaxIf(trace_id, time, s = {f}) AS ftrace{j}, argMaxIf(span_id, time, s = {f}) AS fspan{j}, "
                     f"argMaxIf(msg, time, s = {f}) AS fmsg{j}")
     if rule.failures.error_spans:
-        on = f"e_present AND s < {n} AND trace_id != ''"
+        # only the traces of events keyed directly to the instance: an event reached via another
+        # step may serve many instances (a client's customer record), and so may its trace
+        direct = ", ".join(str(i) for i, step in enumerate(rule.steps) if step.via is None)
+        on = f"e_present AND s IN ({direct}) AND trace_id != ''"
         cols.append(f"countIf({on}) > 0 AS ehas, argMaxIf(e_name, e_ts, {on}) AS ename, "
                     f"argMaxIf(e_msg, e_ts, {on}) AS emsg, argMaxIf(trace_id, e_ts, {on}) AS etrace, "
-                    f"argMaxIf(e_span, e_ts, {on}) AS espan, argMaxIf(s, e_ts, {on}) AS estep, max(e_ts) AS ets")
+                    f"argMaxIf(e_span, e_ts, {on}) AS espan, argMaxIf(s, e_ts, {on}) AS estep, "
+                    f"maxIf(e_ts, {on}) AS ets")
     cols += [f"argMaxIf(trace_id, time, s < {n}) AS last_trace, argMaxIf(span_id, time, s < {n}) AS last_span",
              f"arraySort(groupUniqArrayIf(system, s < {n})) AS systems, max(received_at) AS recv",
              f"argMinIf(amount, time, s = {_impact_step(rule)}) AS amount, anyIf(cur, cur != '') AS cur"]

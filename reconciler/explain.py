@@ -98,6 +98,8 @@ def _keyed(item: StepKey) -> str:
     text = f"the JSON array in key {item.key!r}" if item.many else f"key {item.key!r}"
     if item.via:
         text += f", linked through the {item.via.step} step's events that carry it as {item.via.key!r}"
+    if item.filter:
+        text += ", where " + " and ".join(_filter(f) for f in item.filter)
     return text
 
 
@@ -124,8 +126,8 @@ def explain_workflow(rule: WorkflowRule) -> str:
         lines.append(f"failed_step {f.name}: a {f.event_type} event by {_keyed(f)}, since the instance started "
                      "and while it is not complete.")
     if rule.failures.error_spans:
-        lines.append("failed_step: an error span in the trace of any step event, since the instance started and "
-                     "while it is not complete.")
+        lines.append("failed_step: an error span in the trace of a step event keyed directly (not via another "
+                     "step), since the instance started and while it is not complete.")
     if rule.impact:
         currency = rule.impact.currency or f"field {rule.impact.currency_field!r}"
         lines.append(f"Impact: field {rule.impact.field!r} of the {rule.impact.step} event, in {currency}.")
@@ -143,9 +145,20 @@ def explain_kpi(rule: KpiRule) -> str:
     elif rule.sla_compliance:
         lines.append(f"Share of {rule.sla_compliance.workflow} steps with an SLA that arrived on time, of those "
                      "that arrived or are overdue.")
+    elif rule.straight_through:
+        st = rule.straight_through
+        which = f"of {', '.join(st.rules)}" if st.rules else "of any rule"
+        lines.append(f"Share of settled {st.workflow} instances (complete, or with a finding or an action) that "
+                     f"completed with no finding {which} on their key and no action on any of their findings.")
     elif rule.ratio:
         lines.append(f"{rule.ratio.numerator.table} rows matching the numerator's filter per "
                      f"{rule.ratio.denominator.table} row matching the denominator's.")
+        for side in (rule.ratio.numerator, rule.ratio.denominator):
+            if side.without_findings:
+                w = side.without_findings
+                lines.append(f"Counting only {side.table} rows whose {w.field or w.key} no finding names as {w.key}"
+                             + (f" (rules {', '.join(w.rules)})" if w.rules else "")
+                             + (f" (kinds {', '.join(w.kinds)})" if w.kinds else "") + ".")
     if rule.dimensions:
         lines.append(f"Broken down by any of: {', '.join(rule.dimensions)}.")
     lines.append("Evaluated on request over a time range (workflow instances by their first step's time).")

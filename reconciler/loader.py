@@ -151,13 +151,14 @@ def _duplicates(rules: Iterable[LoadedRule]) -> list[str]:
 
 
 def _kpi_references(rules: list[LoadedRule]) -> list[str]:
-    """KPIs naming a workflow or step the pack does not define (checked over the whole pack)."""
+    """KPIs naming a workflow, step or rule the pack does not define (checked over the whole pack)."""
     workflows = {r.name: r.rule for r in rules if isinstance(r.rule, WorkflowRule)}
+    finders = {r.name for r in rules if not isinstance(r.rule, KpiRule)}
     problems = []
     for r in rules:
         if not isinstance(r.rule, KpiRule):
             continue
-        for path, message in model_kpi.references(r.rule, workflows):
+        for path, message in model_kpi.references(r.rule, workflows, finders):
             _, (line, col) = _locate(r.node, list(path), at_key=False) if r.node is not None else ([], (r.line, 1))
             problems.append(f"{r.path}:{line}:{col}: {_dotted(list(path))}: {message}")
     return problems

@@ -317,11 +317,14 @@ class Via(Strict):
 
 class StepKey(Strict):
     """How an event yields the correlation key: `key` is an events.keys entry; `many` when it holds a
-    JSON array of keys (one invoice covering many timesheets); `via` when it holds another key."""
+    JSON array of keys (one invoice covering many timesheets); `via` when it holds another key.
+    `filter` keeps only the events it matches (a field is the event's key of that name, else the
+    data field, `a.b` nesting; compared as text like record fields, e.g. billable_amount > 0)."""
 
     key: FieldName
     many: bool = False
     via: Via | None = None
+    filter: tuple[Filter, ...] = ()
 
 
 class Sla(Strict):
@@ -345,7 +348,7 @@ class FailureEvent(StepKey):
 
 class Failures(Strict):
     events: tuple[FailureEvent, ...] = ()
-    error_spans: bool = False  # spans with StatusCode 'Error' in the trace of any step event
+    error_spans: bool = False  # spans with StatusCode 'Error' in the trace of a step event keyed directly
 
 
 class StepImpact(Strict):

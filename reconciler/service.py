@@ -43,11 +43,13 @@ def runnable(rules: Iterable[LoadedRule], only: str | None = None) -> list[Loade
     return [r for r in rules if r.rule.kind in COMPILERS and r.rule.enabled and only in (None, r.name)]
 
 
-def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Notifier | None = None) -> RunResult:
+def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Notifier | None = None, *,
+            now: datetime | None = None) -> RunResult:
     """Run one rule now: incremental from its last success unless ``full`` or there is none.
-    With a notifier, the run's findings are queued for alerting (never blocks, never raises)."""
+    With a notifier, the run's findings are queued for alerting (never blocks, never raises).
+    ``now`` is the run's clock (deadlines and grace periods count from it); default: the wall clock."""
     rule = loaded.rule
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     since = None if full else last_success(store, loaded.name, loaded.version)
     if since is not None and _full_run_due(store, loaded, now):
         since = None
@@ -67,9 +69,9 @@ def _full_run_due(store: Store, loaded: LoadedRule, now: datetime) -> bool:
 
 
 def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool,
-              notifier: Notifier | None = None) -> list[RunResult]:
+              notifier: Notifier | None = None, now: datetime | None = None) -> list[RunResult]:
     """Every rule once, one after another; a failure is recorded and the next rule runs."""
-    return [run_one(store, loaded, full, notifier) for loaded in rules]
+    return [run_one(store, loaded, full, notifier, now=now) for loaded in rules]
 
 
 def scheduled_jobs(store: Store, rules: Iterable[LoadedRule], notifier: Notifier | None = None) -> list[ScheduledJob]:

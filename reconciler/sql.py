@@ -63,12 +63,15 @@ def _number(text: str) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def filter_expr(p: Params, f: Filter) -> str:
-    value = field_of(p, "fields", f.field)
+def filter_expr(p: Params, f: Filter, value: str | None = None, present: str | None = None) -> str:
+    """SQL of one filter. `value` is the SQL of the field's text and `present` of whether it is
+    there; by default both read the records' `fields` map."""
+    value = value or field_of(p, "fields", f.field)
+    present = present or f"mapContains(fields, {p(f.field)})"
     if f.op == "exists":
-        return f"mapContains(fields, {p(f.field)})"
+        return present
     if f.op == "missing":
-        return f"NOT mapContains(fields, {p(f.field)})"
+        return f"NOT {present}"
     if f.op in ("in", "not_in"):
         return f"{'NOT ' if f.op == 'not_in' else ''}has({p(list(f.value or ()), 'Array(String)')}, {value})"
     assert isinstance(f.value, str)

@@ -67,6 +67,9 @@ class FeedConfig:
     faults: FaultKnobs | None = None
     events_per_batch: int = 200  # events (or records) per request
     start_date: date | None = None  # first simulated day; default: `days` (or 90) days before today
+    # no fault is injected from this simulated day on: a clean tail lets every fault come due (be
+    # overdue, past its grace period) before the feed ends, so an end-of-run check sees them all
+    faults_until: date | None = None
     pace: float = 0.0  # wall-clock seconds per simulated day; 0 sends as fast as the server takes it
     ground_truth_path: Path | str | None = None  # JSON Lines, one injected fault a line
     max_retries: int = 8
@@ -107,7 +110,7 @@ class Delivery(ABC):
         self.config = config
         self.start = config.first_day()
         self.firm = Firm(config.seed, config.consultants, config.clients, self.start)
-        self.truth = GroundTruth(config.knobs(), config.seed)
+        self.truth = GroundTruth(config.knobs(), config.seed, config.faults_until)
         self.rng = random.Random(f"syncwatch-feed-{config.seed}")  # ids and latencies
         self.tracer = Tracer(self.rng)
         self._boxes: dict[date, Outbox] = defaultdict(Outbox)
@@ -130,7 +133,7 @@ class Delivery(ABC):
         return [b for d in sorted(self._boxes) for b in self._batches(d, self._boxes.pop(d))]
 
     def run_day(self, d: date) -> list[Batch]:
-        self._today = d
+        self._today = self.truth.today = d
         for fact in self.firm.day(d):
             self.handle(fact)
             for span in self.tracer.drain():
@@ -191,11 +194,13 @@ class Delivery(ABC):
                                 self.rng.uniform(2, 20), attrs).context
 
     def _sync(self, integration: str, entity: str, keys: dict[str, str], at: datetime, parent: Context | None,
-              write: Write, links: tuple[Context, ...] = (), on_lost: Callable[[], None] | None = None) -> None:
-        """One integration run: read the source, write the target (with retries), or fail quietly."""
+              write: Write, links: tuple[Context, ...] = (), on_lost: Callable[[], None] | None = None,
+              about: dict[str, Any] | None = None) -> None:
+        """One integration run: read the source, write the target (with retries), or fail quietly.
+        A fault's detail names the integration, the entity, when the run began, and `about`."""
         source, target, drives = INTEGRATIONS[integration]
         systems = (source, target)
-        detail = {"integration": integration, "entity": entity}
+        detail = {"integration": integration, "entity": entity, "at": p.rfc3339(at), **(about or {})}
         if self.truth.roll(LOST_MESSAGE):
             self.truth.record(LOST_MESSAGE, at.date(), systems, keys, **detail)
             if on_lost:

@@ -14,6 +14,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -87,17 +88,25 @@ class Fault:
 
 
 class GroundTruth:
-    """Draws fault decisions from its own seeded random stream and logs the faults injected."""
+    """Draws fault decisions from its own seeded random stream and logs the faults injected.
 
-    def __init__(self, knobs: FaultKnobs, seed: int) -> None:
+    With `until`, no fault is drawn once `today` (kept by the feed) reaches that day.
+    """
+
+    def __init__(self, knobs: FaultKnobs, seed: int, until: date | None = None) -> None:
         self.knobs = knobs
+        self.until = until
+        self.today: date | None = None
         self.rng = random.Random(f"syncwatch-faults-{seed}")  # independent of the firm's stream
         self.faults: list[Fault] = []
         self.eligible: Counter[str] = Counter()
         self.listeners: list[Callable[[Fault], None]] = []
 
     def roll(self, kind: str) -> bool:
-        """Whether this eligible step gets fault `kind`; counted in `eligible` either way."""
+        """Whether this eligible step gets fault `kind`; counted in `eligible` either way (a step after
+        `until` is not eligible)."""
+        if self.until is not None and self.today is not None and self.today >= self.until:
+            return False
         self.eligible[kind] += 1
         p = self.knobs.get(kind)
         return p > 0 and self.rng.random() < p

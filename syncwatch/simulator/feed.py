@@ -6,7 +6,9 @@ start date); `run_feed(...)` sends them through the platform's real endpoints.
 Which system says what (the firm's facts come from firm.py; delivery and faults from delivery.py):
 
 - client onboarded: crm.account.created
-- person hired: hris/person; hris-to-psa-sync -> psa/person
+- person onboarded (the opening headcount): hris/person; hris-to-psa-sync -> psa/person
+- person hired: hris.person.hired, hris/person; hris-to-psa-sync -> psa.resource.created (the PSA's
+  first sight of a person, whichever sync brings it), psa/person
 - opportunity won (lost): crm.opportunity.won (only if won), crm/opportunity
 - customer created: crm-to-erp-sync -> erp.customer.created, erp/customer
 - project created: crm-to-psa-sync -> psa.project.created, psa/project; psa-to-erp-sync -> erp/project
@@ -53,6 +55,7 @@ class Feed(Delivery):
     def __init__(self, config: FeedConfig) -> None:
         super().__init__(config)
         self._documents = itertools.count(1)  # the ERP's own document numbers
+        self._resources: set[str] = set()  # people the PSA has a resource for
 
     def handle(self, fact: Fact) -> None:
         getattr(self, "_on_" + fact.kind.replace(".", "_"))(fact)
@@ -195,12 +198,18 @@ class Feed(Delivery):
             posting = datetime.combine(at.date(), datetime.min.time(), UTC) + timedelta(hours=22)
             self._post_invoice(invoice, max(posting, at) + self._latency(0, 5400), ctx)
 
-        self._sync("psa-to-billing-sync", "invoice", self._invoice_keys(invoice), f.at, None, write, links=links)
+        self._sync("psa-to-billing-sync", "invoice", self._invoice_keys(invoice), f.at, None, write, links=links,
+                   about=self._invoice_about(invoice))
         for sheet_id in invoice.timesheet_ids:
             self._ctx.pop(sheet_id, None)
 
     def _invoice_keys(self, invoice: Invoice) -> dict[str, str]:
         return {"invoice_id": invoice.invoice_id, "project_id": invoice.project_id, "client_id": invoice.client_id}
+
+    def _invoice_about(self, invoice: Invoice) -> dict[str, Any]:
+        """What a fault on an invoice touches besides its keys: the time it bills, and its period."""
+        return {"period": invoice.period, "timesheet_ids": list(invoice.timesheet_ids),
+                "person_ids": sorted({line.person_id for line in invoice.lines})}
 
     def _post_invoice(self, invoice: Invoice, at: datetime, parent: Context) -> None:
         """The ERP's end-of-day posting run picks up the day's billing invoices."""
@@ -211,7 +220,8 @@ class Feed(Delivery):
             fields = {**p.invoice_record(invoice, amount), "erp_document_id": document}
             self._record("erp", "invoice", invoice.invoice_id, fields, t, ctx)
 
-        self._sync("billing-to-erp-sync", "invoice", self._invoice_keys(invoice), at, parent, write)
+        self._sync("billing-to-erp-sync", "invoice", self._invoice_keys(invoice), at, parent, write,
+                   about=self._invoice_about(invoice))
 
     def _posted_amount(self, invoice: Invoice, at: datetime) -> float:
         if not self.truth.roll(AMOUNT_MISMATCH):
@@ -222,14 +232,21 @@ class Feed(Delivery):
         if amount <= 0:
             amount = money(invoice.amount + delta)
         self.truth.record(AMOUNT_MISMATCH, at.date(), ("billing", "erp"), self._invoice_keys(invoice),
-                          billing=invoice.amount, erp=amount, currency=invoice.currency)
+                          billing=invoice.amount, erp=amount, currency=invoice.currency, period=invoice.period)
         return amount
 
     # -- people ----------------------------------------------------------------------------------------
 
-    def _on_person_hired(self, f: Fact) -> None:
+    def _on_person_onboarded(self, f: Fact) -> None:
         person = f.obj
         ctx = self._publish("hris-to-psa-sync", "hris/person", f.at, {"person_id": person.person_id})
+        self._record("hris", "person", person.person_id, p.person_record(person), f.at, ctx)
+        self._sync_person(person, f.at, ctx, None)
+
+    def _on_person_hired(self, f: Fact) -> None:
+        person = f.obj
+        ctx = self._publish("hris-to-psa-sync", "hris.person.hired", f.at, {"person_id": person.person_id})
+        self._event("hris", "hris.person.hired", p.person_hired(person), f.at, ctx)
         self._record("hris", "person", person.person_id, p.person_record(person), f.at, ctx)
         self._sync_person(person, f.at, ctx, None)
 
@@ -251,6 +268,9 @@ class Feed(Delivery):
                 self.truth.record(COST_RATE_MISMATCH, t.date(), ("hris", "psa"), {"person_id": person.person_id},
                                   hris=rate, psa=wrong, currency=person.currency)
                 rate = wrong
+            if person.person_id not in self._resources:
+                self._resources.add(person.person_id)
+                self._event("psa", "psa.resource.created", p.resource_created(person, rate, t), t, ctx)
             self._record("psa", "person", person.person_id, {**fields, "cost_rate": rate}, t, ctx)
 
         self._sync("hris-to-psa-sync", "person", {"person_id": person.person_id}, at + self._latency(5, 900),

@@ -10,7 +10,8 @@ bench; a won deal makes the client an ERP customer (first deal only) and a PSA p
 staffed from the bench and starts the next Monday; staffed consultants capture time every
 working day and submit weekly timesheets on Friday; project managers approve them within three
 working days; approved billable time is invoiced once a month (first working day on or after the
-10th, after the timesheet cut-off); HR raises a few cost rates at each month start.
+10th, after the timesheet cut-off); HR raises a few cost rates at each month start, and hires to
+keep a spare bench beyond the seats won deals wait for.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Firm:
         self.start = start
         self._seq: Counter[str] = Counter()
         self.people = [self._hire(i) for i in range(max(consultants, 2))]
+        self._headcount = len(self.people)  # at the opening; hiring stops at twice this
         self.clients = [self._client() for _ in range(max(clients, 1))]
         self.projects: dict[str, Project] = {}
         self.timesheets: dict[str, Timesheet] = {}
@@ -83,7 +85,8 @@ class Firm:
     def _name(self) -> str:
         return f"{self.rng.choice(FIRST)} {self.rng.choice(LAST)}"
 
-    def _hire(self, i: int) -> Consultant:
+    def _hire(self, i: int, on: date | None = None) -> Consultant:
+        """Person `i` of the opening headcount, or (with `on`) a new joiner starting that day."""
         le = self._entity()
         grade = self.rng.choices(list(GRADES), [g[2] for g in GRADES.values()])[0]
         if i == 0:
@@ -92,7 +95,7 @@ class Firm:
         cost = money(usd_cost * self.rng.uniform(0.9, 1.12) * FX_PER_USD[le.currency])
         return Consultant(self._id("E", 1000), self._name(), grade, le.region, le.code, le.currency,
                           self.rng.choice(SERVICE_LINES), cost, money(round(cost * multiple / 5) * 5),
-                          self.start - timedelta(days=self.rng.randrange(30, 900)))
+                          on if on is not None else self.start - timedelta(days=self.rng.randrange(30, 900)))
 
     def _client(self) -> Client:
         le = self._entity()
@@ -110,16 +113,31 @@ class Firm:
             facts += action(d)
         facts += self._lifecycle(d)
         if d.weekday() < 5:
-            facts += self._raises(d) + self._sales(d) + self._capture_time(d) + self._invoice_run(d)
+            facts += self._raises(d) + self._hiring(d) + self._sales(d) + self._capture_time(d) + self._invoice_run(d)
         facts.sort(key=lambda f: f.at)
         return facts
 
     def _opening(self, d: date) -> list[Fact]:
         facts = [Fact("client.onboarded", self.at(d, 6, 7), c) for c in self.clients]
-        return facts + [Fact("person.hired", self.at(d, 6, 7), p) for p in self.people]
+        return facts + [Fact("person.onboarded", self.at(d, 6, 7), p) for p in self.people]
 
     def _bench(self, d: date) -> list[Consultant]:
         return [p for p in self.people if not p.busy_on(d)]
+
+    # -- people --------------------------------------------------------------------------------------
+
+    def _hiring(self, d: date) -> list[Fact]:
+        """HR keeps a spare bench of a tenth of the headcount beyond the seats won deals wait for, and
+        hires a little of any shortfall each working day, up to twice the opening headcount."""
+        gap = self._demand + len(self.people) // 10 - len(self._bench(d))
+        gap = min(gap, 2 * self._headcount - len(self.people))
+        facts = []
+        for _ in range(max(gap, 0)):
+            if self.rng.random() < 0.1:
+                person = self._hire(len(self.people), on=d)
+                self.people.append(person)
+                facts.append(Fact("person.hired", self.at(d, 8, 10), person))
+        return facts
 
     # -- sales ---------------------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ EVENT_KEYS: dict[str, tuple[str, dict[str, str]]] = {
     "erp.invoice.posted": ("invoice_id", {"invoice_id": "invoice_id", "erp_document_id": "erp_document_id",
                                           "project_id": "project_id", "client_id": "client_id"}),
     "hris.cost_rate.changed": ("person_id", {"person_id": "person_id"}),
+    "hris.person.hired": ("person_id", {"person_id": "person_id"}),
+    "psa.resource.created": ("person_id", {"person_id": "person_id"}),
     "integration.sync.failed": ("object_type", {"object_id": "object_id", "integration": "integration"}),
 }
 ERROR_CODES = {"HTTPStatusError": "HTTP_{status}", "TimeoutError": "TIMEOUT", "ConnectionResetError": "CONN_RESET"}
@@ -118,7 +120,7 @@ def timesheet_approved(s: Timesheet, at: datetime) -> JSON:
 
 
 def invoice_created(i: Invoice) -> JSON:
-    lines = [{"timesheet_id": line.timesheet_id, "project_id": i.project_id,
+    lines = [{"timesheet_id": line.timesheet_id, "project_id": i.project_id, "person_id": line.person_id,
               "description": f"Professional services {line.person_id} {line.week}", "quantity": line.hours,
               "unit_price": line.unit_price, "amount": line.amount} for line in i.lines]
     return {"invoice_id": i.invoice_id, "client_id": i.client_id, "project_id": i.project_id, "amount": i.amount,
@@ -139,6 +141,19 @@ def cost_rate_changed(p: Consultant, previous: float) -> JSON:
     return {"person_id": p.person_id, "cost_rate": p.cost_rate, "previous_cost_rate": previous,
             "currency": p.currency, "unit": "hour", "effective_from": day(p.effective_date), "grade": p.grade,
             "legal_entity": p.legal_entity, "region": p.region, "changed_by": "hr-comp-review"}
+
+
+def person_hired(p: Consultant) -> JSON:
+    return {"person_id": p.person_id, "name": p.name, "grade": p.grade, "hire_date": day(p.effective_date),
+            "cost_rate": p.cost_rate, "currency": p.currency, "unit": "hour", "region": p.region,
+            "legal_entity": p.legal_entity, "service_line": p.service_line}
+
+
+def resource_created(p: Consultant, cost_rate: float, at: datetime) -> JSON:
+    """The PSA's resource for a person, costed at `cost_rate` (what the sync delivered, maybe wrong)."""
+    return {"person_id": p.person_id, "grade": p.grade, "cost_rate": cost_rate, "currency": p.currency,
+            "effective_date": day(p.effective_date), "created_at": rfc3339(at), "region": p.region,
+            "legal_entity": p.legal_entity, "service_line": p.service_line}
 
 
 def sync_failed(integration: str, source: str, target: str, entity: str, key: str, error: tuple[str, str],

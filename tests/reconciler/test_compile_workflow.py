@@ -18,7 +18,7 @@ from reconciler import compile_workflow
 from reconciler.compile_reconcile import COLUMNS, explain
 from reconciler.errors import RuleError
 from reconciler.loader import load_rules, load_text
-from reconciler.model import WorkflowRule
+from reconciler.model import Filter, WorkflowRule
 from reconciler.runner import run_rule
 from reconciler.service import changed_scope
 from syncwatch.store import Store
@@ -77,20 +77,22 @@ def _timesheets(store: Store) -> None:
     approved, invoiced, posted = "psa.timesheet.approved", "billing.invoice.created", "erp.invoice.posted"
     sheet = {"billable_amount": 1200.0, "currency": "EUR"}
     (Events()
-     .add(approved, days(20), {"timesheet_id": "TS-1"}, sheet)
-     .add(approved, days(30), {"timesheet_id": "TS-2"}, sheet)
+     .add(approved, days(45), {"timesheet_id": "TS-1"}, sheet)
+     .add(approved, days(60), {"timesheet_id": "TS-2"}, sheet)                    # invoiced 50 days later
      .add(invoiced, days(10), {"invoice_id": "INV-1", "timesheet_ids": ["TS-1", "TS-2"]}, received=days(10))
      .add(posted, days(9), {"invoice_id": "INV-1"})
-     .add(approved, days(20), {"timesheet_id": "TS-3"}, sheet)                    # never invoiced
+     .add(approved, days(45), {"timesheet_id": "TS-3"}, sheet)                    # never invoiced
+     .add(approved, days(50), {"timesheet_id": "TS-7"}, {"billable_amount": 0.0})  # non-billable: not followed
      .add(approved, days(5), {"timesheet_id": "TS-4"}, sheet)                     # not due yet
      .add(approved, days(10), {"timesheet_id": "TS-5"}, sheet)
      .add(invoiced, days(8), {"invoice_id": "INV-2", "timesheet_ids": ["TS-5"]})  # never posted
-     .add("integration.sync.failed", days(7), {"object_id": "INV-2"}, {"error_message": "502 Bad Gateway"},
+     .add("integration.sync.failed", days(7), {"object_id": "INV-2", "integration": "billing-to-erp-sync"},
+          {"error_message": "502 Bad Gateway"},
           trace="trace-failed")
      .add(approved, days(10), {"timesheet_id": "TS-6"}, sheet)
      .add(invoiced, days(9), {"invoice_id": "INV-3", "timesheet_ids": ["TS-6"]})
      .add(posted, days(5), {"invoice_id": "INV-3"})                               # 4 days after invoicing
-     .add(approved, days(20), {"timesheet_id": HOSTILE}, {"billable_amount": 1, "currency": HOSTILE})
+     .add(approved, days(45), {"timesheet_id": HOSTILE}, {"billable_amount": 1, "currency": HOSTILE})
      .add("integration.sync.failed", days(7), {"object_id": "INV-UNKNOWN"})      # links to no instance
      .write(store))
 
@@ -114,20 +116,38 @@ def test_values_traces_and_impact_of_findings(store: Store) -> None:
     _timesheets(store)
     rows = {(r["kind"], r["keys"]["timesheet_id"], r["field"]): r for r in run(store, PACK["time_to_bill"])}
     late = rows[("sla_breach", "TS-2", "invoiced")]
-    assert (late["left_value"], late["right_value"]) == (str(days(16))[:19] + ".000000", str(days(10))[:19] + ".000000")
+    assert (late["left_value"], late["right_value"]) == (str(days(18))[:19] + ".000000", str(days(10))[:19] + ".000000")
     assert (late["impact_amount"], late["impact_currency"]) == (1200.0, "EUR")
     assert late["systems"] == ["billing", "erp", "psa"]  # the systems of the instance's steps
     failed = rows[("failed_step", "TS-5", "invoice_sync_failed")]
     assert (failed["right_value"], failed["right_trace_id"]) == ("502 Bad Gateway", "trace-failed")
-    assert failed["left_trace_id"] == "trace-7"  # INV-2 created: the last step that arrived
+    assert failed["left_trace_id"] == "trace-8"  # INV-2 created: the last step that arrived
     assert rows[("stuck", HOSTILE, "invoiced")]["impact_currency"] == HOSTILE
     assert list(next(iter(rows.values()))) == list(COLUMNS)
+
+
+def test_timesheet_approval_starts_with_the_first_submitted_entry(store: Store) -> None:
+    entry, approved = "time.entry.submitted", "psa.timesheet.approved"
+    (Events()
+     .add(entry, days(10), {"timesheet_id": "TS-1"}).add(entry, days(9), {"timesheet_id": "TS-1"})
+     .add(approved, days(7), {"timesheet_id": "TS-1"}, {"billable_amount": 0.0})  # non-billable time counts too
+     .add(entry, days(10), {"timesheet_id": "TS-2"})                              # never reached the PSA
+     .add("integration.sync.failed", days(10), {"object_id": "TS-2", "integration": "time-capture-sync"})
+     .add(entry, days(20), {"timesheet_id": "TS-3"}).add(entry, days(12), {"timesheet_id": "TS-3"})
+     .add(approved, days(10), {"timesheet_id": "TS-3"})                           # 10 days after the first entry
+     .add(entry, days(3), {"timesheet_id": "TS-4"})                               # not due yet
+     .write(store))
+    assert found(store, PACK["timesheet_approval"]) == {
+        ("stuck", "approved", k(timesheet_id="TS-2")),
+        ("failed_step", "timesheet_sync_failed", k(timesheet_id="TS-2")),
+        ("sla_breach", "approved", k(timesheet_id="TS-3")),
+    }
 
 
 # -- quote to project: links through two steps, error spans ------------------------------------------------
 
 def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> None:
-    won, customer = "crm.opportunity.won", "erp.customer.created"
+    won, customer, failed = "crm.opportunity.won", "erp.customer.created", "integration.sync.failed"
     project, staffed = "psa.project.created", "psa.project.staffed"
     (Events()
      .add(won, days(20), {"opportunity_id": "OPP-1", "client_id": "C1"}, {"amount": 5e4, "currency": "EUR"},
@@ -141,11 +161,13 @@ def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> N
      .add(project, days(18), {"project_id": "P2", "opportunity_id": "OPP-2"}, trace="T2")
      .error_span("T2", days(18), "POST /api/v1/projects")                 # and never staffed
      .add(won, days(10), {"opportunity_id": "OPP-3", "client_id": "C3"}, trace="T3")
-     .add("integration.sync.failed", days(10) + timedelta(hours=1), {"object_id": "C3"}, trace="T3")
+     .add(failed, days(10) + timedelta(hours=1), {"object_id": "C3", "integration": "crm-to-erp-sync"}, trace="T3")
+     .add(failed, days(10), {"object_id": "C2", "integration": "psa-to-erp-sync"})  # not the customer sync
      .add(project, days(9), {"project_id": "P3", "opportunity_id": "OPP-3"}, trace="T3")
      .add(staffed, days(5), {"project_id": "P3"}, trace="T3")
      .add(won, days(10), {"opportunity_id": "OPP-4", "client_id": "C1"}, trace="T4")  # an existing client
      .add(project, days(2), {"project_id": "P4", "opportunity_id": "OPP-4"}, trace="T4")
+     .error_span("T1", days(3), "POST /api/v1/customers")  # C1's customer trace is OPP-1's, not OPP-4's
      .add(staffed, days(1), {"project_id": "P-ORPHAN"})                  # no instance
      .write(store))
     assert found(store, PACK["quote_to_project"]) == {
@@ -160,24 +182,91 @@ def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> N
                                                                                  "T2")
 
 
+# -- resource to revenue: a many key (person_ids), a via through it, step and failure filters -------------
+
+def _hire(events: Events, person: str, at: datetime, *, resource: timedelta | None = timedelta(hours=1),
+          billable: float = 900.0) -> Events:
+    events.add("hris.person.hired", at, {"person_id": person})
+    if resource is not None:
+        events.add("psa.resource.created", at + resource, {"person_id": person})
+    return (events.add("psa.assignment.created", at + timedelta(days=2), {"person_id": person})
+            .add("psa.timesheet.approved", at + timedelta(days=10), {"person_id": person},
+                 {"billable_amount": billable}))
+
+
+def test_resource_to_revenue_follows_a_hire_to_first_revenue(store: Store) -> None:
+    hired, invoiced, posted, failed = "hris.person.hired", "billing.invoice.created", "erp.invoice.posted", \
+        "integration.sync.failed"
+    events = Events()
+    _hire(events, "E1", days(30))                                                   # first revenue on time
+    events.add(invoiced, days(10), {"invoice_id": "INV-A", "person_ids": ["E1", "E-OLD"]})
+    events.add(posted, days(9), {"invoice_id": "INV-A"})
+    events.add(hired, days(30), {"person_id": "E2"})                                # never reached the PSA
+    events.add(failed, days(30) + timedelta(hours=1), {"object_id": "E2", "integration": "hris-to-psa-sync"},
+               {"error_message": "503 Service Unavailable"})
+    _hire(events, "E3", days(30), resource=timedelta(days=3))                       # set up 3 days late
+    _hire(events, "E4", days(30), billable=0.0)                                     # non-billable work only
+    _hire(events, "E5", days(30))                                                   # invoice never posted
+    events.add(invoiced, days(10), {"invoice_id": "INV-B", "person_ids": ["E5"]})
+    events.add(failed, days(9), {"object_id": "INV-B", "integration": "billing-to-erp-sync"})
+    events.add(hired, days(30), {"person_id": "E6"})                                # not in the PSA; a failure
+    events.add(failed, days(29), {"object_id": "E6", "integration": "crm-to-erp-sync"})  # ... of another sync
+    _hire(events, "E7", days(30))                                                   # posted 5 days after invoicing
+    events.add(invoiced, days(10), {"invoice_id": "INV-C", "person_ids": ["E7"]})
+    events.add(posted, days(5), {"invoice_id": "INV-C"})
+    events.add(hired, days(0.5), {"person_id": "E8"})                               # not due yet
+    events.add("psa.resource.created", days(20), {"person_id": "E99"})              # no hire: no instance
+    events.write(store)
+    assert found(store, PACK["resource_to_revenue"]) == {
+        ("stuck", "in_psa", k(person_id="E2")),
+        ("failed_step", "resource_sync_failed", k(person_id="E2")),
+        ("sla_breach", "in_psa", k(person_id="E3")),
+        ("stuck", "posted", k(person_id="E5")),
+        ("failed_step", "invoice_sync_failed", k(person_id="E5")),
+        ("stuck", "in_psa", k(person_id="E6")),
+        ("sla_breach", "posted", k(person_id="E7")),
+    }
+
+
+def test_a_step_filter_reads_keys_then_data_and_binds_its_values(store: Store) -> None:
+    rule = PACK["resource_to_revenue"]
+    steps = list(rule.steps)
+    steps[0] = steps[0].model_copy(update={"filter": (Filter(field="grade.level", op="in", value=("3", "4")),
+                                                       Filter(field="region", value=HOSTILE))})
+    rule = rule.model_copy(update={"steps": tuple(steps)})
+    (Events()
+     .add("hris.person.hired", days(5), {"person_id": "E1", "region": HOSTILE}, {"grade": {"level": 3}})
+     .add("hris.person.hired", days(5), {"person_id": "E2", "region": HOSTILE}, {"grade": {"level": 5}})
+     .add("hris.person.hired", days(5), {"person_id": "E3"}, {"grade": {"level": 4}, "region": HOSTILE})
+     .add("hris.person.hired", days(5), {"person_id": "E4"}, {"grade": {"level": 4}, "region": None})
+     .write(store))
+    compiled = compile_workflow.compile(rule, now=NOW)
+    assert HOSTILE not in compiled.sql
+    assert found(store, rule) == {("stuck", "in_psa", k(person_id="E1")), ("stuck", "in_psa", k(person_id="E3"))}
+
+
 # -- optional and repeatable steps ------------------------------------------------------------------------
 
 def test_project_to_cash_optional_and_repeatable_steps(store: Store) -> None:
     created, approved = "psa.project.created", "psa.timesheet.approved"
     invoiced, posted = "billing.invoice.created", "erp.invoice.posted"
+    billable, unbillable = {"billable_amount": 800.0}, {"billable_amount": 0.0}
     (Events()
-     .add(created, days(60), {"project_id": "P1"})
-     .add(approved, days(50), {"project_id": "P1"}).add(approved, days(20), {"project_id": "P1"})
+     .add(created, days(90), {"project_id": "P1"})
+     .add(approved, days(50), {"project_id": "P1"}, billable).add(approved, days(20), {"project_id": "P1"}, billable)
      .add(invoiced, days(40), {"project_id": "P1"}).add(posted, days(39), {"project_id": "P1"})  # next one not due
-     .add(created, days(60), {"project_id": "P2"})
-     .add(approved, days(50), {"project_id": "P2"})                                   # never invoiced
-     .add(created, days(60), {"project_id": "P3"})
-     .add(approved, days(45), {"project_id": "P3"}).add(invoiced, days(44), {"project_id": "P3"})
-     .add(posted, days(43), {"project_id": "P3"}).add(approved, days(40), {"project_id": "P3"})  # not invoiced
+     .add(created, days(90), {"project_id": "P2"})
+     .add(approved, days(50), {"project_id": "P2"}, billable)                         # never invoiced
+     .add(created, days(90), {"project_id": "P3"})
+     .add(approved, days(60), {"project_id": "P3"}, billable).add(invoiced, days(59), {"project_id": "P3"})
+     .add(posted, days(58), {"project_id": "P3"})
+     .add(approved, days(55), {"project_id": "P3"}, billable)                         # not invoiced
      .add(created, days(5), {"project_id": "P4"})                           # no time yet: nothing is due
-     .add(created, days(60), {"project_id": "P5"})
-     .add(approved, days(50), {"project_id": "P5"}).add(invoiced, days(45), {"project_id": "P5"})
+     .add(created, days(90), {"project_id": "P5"})
+     .add(approved, days(50), {"project_id": "P5"}, billable).add(invoiced, days(45), {"project_id": "P5"})
      .add(posted, days(30), {"project_id": "P5"})                                   # 15 days after invoicing
+     .add(created, days(90), {"project_id": "P6"})
+     .add(approved, days(80), {"project_id": "P6"}, unbillable)            # non-billable: never invoiced
      .write(store))
     assert found(store, PACK["project_to_cash"]) == {
         ("stuck", "invoiced", k(project_id="P2")),

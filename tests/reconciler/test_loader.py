@@ -36,9 +36,11 @@ def test_the_professional_services_pack_loads_from_the_rules_root() -> None:
     rules = {r.name: r for r in load_rules(REPO / "rules")}
     assert set(rules) == {"psa_vs_erp_projects", "crm_vs_erp_contract_value", "hr_vs_psa_cost_rates",
                           "billing_vs_erp_invoices", "billing_leakage", "quote_to_project", "time_to_bill",
-                          "project_to_cash", "order_to_cash", "time_to_bill_hours",
+                          "project_to_cash", "resource_to_revenue", "timesheet_approval", "order_to_cash",
+                          "time_to_bill_hours",
                           "project_activation_time", "invoice_timeliness", "quote_to_project_completion",
-                          "integration_failure_rate"}
+                          "integration_failure_rate", "project_setup_sla_compliance", "time_to_first_revenue",
+                          "invoice_accuracy", "straight_through_billing", "straight_through_project_setup"}
     assert isinstance(rules["billing_leakage"].rule, AggregateRule)
     assert isinstance(rules["psa_vs_erp_projects"].rule, ReconcileRule)
     assert all(len(r.version) == 12 and r.path.endswith(".yaml") and r.line >= 1 for r in rules.values())

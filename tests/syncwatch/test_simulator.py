@@ -7,7 +7,7 @@ import json
 import math
 import threading
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ SCHEMAS = REPO / "rules" / "schemas"
 START = date(2025, 1, 6)
 EVENT_TYPES = {"crm.account.created", "crm.opportunity.won", "erp.customer.created", "psa.project.created",
                "psa.project.staffed", "psa.assignment.created", "time.entry.submitted", "psa.timesheet.approved",
-               "billing.invoice.created", "erp.invoice.posted", "hris.cost_rate.changed", "integration.sync.failed"}
+               "billing.invoice.created", "erp.invoice.posted", "hris.cost_rate.changed", "integration.sync.failed",
+               "hris.person.hired", "psa.resource.created"}
 
 
 def config(days: int = 70, **knobs: float) -> FeedConfig:
@@ -244,6 +245,38 @@ def test_every_recorded_fault_is_visible_in_the_output() -> None:
     assert len(error_spans) >= sum(f.detail["attempts"] - (not f.detail["gave_up"]) for f in truth.of(FAILED_CALL))
     for fault in truth.of(DELAYED_SYNC):
         assert fault.detail["days"] >= 2
+
+
+def test_faults_stop_at_faults_until() -> None:
+    cfg = config(days=60, lost_message=0.3, unbilled_timesheet=0.5)
+    cfg.faults_until = START + timedelta(days=30)
+    feed, _ = run(cfg)
+    assert feed.truth.faults and all(f.day < "2025-02-05" for f in feed.truth.faults)
+    everything, _ = run(config(days=60, lost_message=0.3, unbilled_timesheet=0.5))
+    assert feed.truth.eligible[LOST_MESSAGE] < everything.truth.eligible[LOST_MESSAGE]
+
+
+def test_new_hires_reach_the_psa_and_their_time_is_invoiced_by_name() -> None:
+    feed, batches = run(config(days=90))
+    hired = {d["person_id"] for d in of_type(batches, "hris.person.hired")}
+    opening = {p.person_id for p in feed.firm.people[:24]}
+    assert hired and not hired & opening and hired <= latest(batches, "psa", "person").keys()
+    resources = {d["person_id"] for d in of_type(batches, "psa.resource.created")}
+    assert resources == opening | hired  # the PSA announces every resource once
+    billed = {line["person_id"] for inv in of_type(batches, "billing.invoice.created") for line in inv["lines"]}
+    approved = {d["person_id"] for d in of_type(batches, "psa.timesheet.approved") if d["billable_amount"] > 0}
+    assert billed <= approved and billed & hired
+
+
+def test_sync_faults_name_when_and_what_they_touched() -> None:
+    feed, batches = run(config(days=75, lost_message=0.3))
+    invoices = {d["invoice_id"]: d for d in of_type(batches, "billing.invoice.created")}
+    lost = [f for f in feed.truth.of(LOST_MESSAGE) if f.detail["integration"] == "billing-to-erp-sync"]
+    assert lost and all(f.detail["at"].startswith(f.day) for f in feed.truth.faults)
+    for fault in lost:
+        lines = invoices[fault.keys["invoice_id"]]["lines"]
+        assert fault.detail["timesheet_ids"] == [line["timesheet_id"] for line in lines]
+        assert fault.detail["person_ids"] == sorted({line["person_id"] for line in lines})
 
 
 def test_ground_truth_log_round_trips(tmp_path: Path) -> None:
