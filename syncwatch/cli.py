@@ -301,6 +301,50 @@ def _serve_schedule(running: BackgroundScheduler) -> None:
     scheduler.stop(running)
 
 
+@main.command()
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same firm and faults.")
+@click.option("--consultants", type=click.IntRange(1, 1_000_000), default=60, show_default=True,
+              help="Opening headcount (the firm hires as demand grows).")
+@click.option("--clients", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
+@click.option("--days", type=click.IntRange(1, 36_500), default=60, show_default=True, help="Simulated days.")
+@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First simulated day (default: DAYS days before today).")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.03, show_default=True,
+              help="Share of each kind of integration step that goes wrong.")
+@click.option("--events-per-batch", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write the feed to files here instead of sending it (bulk mode).")
+@click.option("--url", default=None, help="Send to this Syncwatch (default: the configured host and port).")
+@click.option("--pace", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Live mode: real seconds per simulated day (0: as fast as the server takes it).")
+@click.option("--ground-truth", type=click.Path(dir_okay=False), default=None,
+              help="Live mode: where to log injected faults (default <data dir>/ground_truth.jsonl).")
+def simulate(seed: int, consultants: int, clients: int, days: int, start_date: datetime | None, fault_rate: float,
+             events_per_batch: int, out_dir: str | None, url: str | None, pace: float,
+             ground_truth: str | None) -> None:
+    """A seeded consulting firm across CRM, PSA, HRIS, time, ERP and billing, with injected faults:
+    sent live to a running Syncwatch, or written to files with --out."""
+    from syncwatch.simulator.delivery import FeedConfig
+
+    settings = _settings()
+    config = FeedConfig(seed=seed, consultants=consultants, clients=clients, days=days, fault_rate=fault_rate,
+                        events_per_batch=events_per_batch, pace=pace,
+                        start_date=start_date.date() if start_date else None,
+                        ground_truth_path=Path(ground_truth) if ground_truth else
+                        settings.data_dir / "ground_truth.jsonl")
+    if out_dir is not None:
+        from syncwatch.simulator.files import write_files
+
+        summary = write_files(config, Path(out_dir))
+        click.echo(f"wrote {summary['events']:,} events, {summary['records']:,} records and {summary['spans']:,}"
+                   f" spans from {summary['start_date']} ({days} days) to {out_dir}; faults: "
+                   + (", ".join(f"{k} {v}" for k, v in summary["faults"].items()) or "none"))
+        return
+    from syncwatch.simulator.live import run_live
+
+    run_live(settings, url or settings.base_url, config)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print figures (never run as timed tests)."""

@@ -17,7 +17,7 @@ from tests.conftest import ADMIN_TOKEN, REPO, free_port
 
 COMMANDS = [[], ["serve"], ["up"], ["demo"], ["migrate"], ["query"], ["keys"], ["keys", "create"], ["keys", "list"],
             ["keys", "revoke"], ["bench"], ["bench", "ingest"], ["bench", "reconcile"], ["rules"], ["rules", "check"],
-            ["rules", "explain"], ["reconcile"]]
+            ["rules", "explain"], ["reconcile"], ["simulate"], ["bench", "latency"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "syncwatch" for c in COMMANDS])
