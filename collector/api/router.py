@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from collector.api import finding_action_routes, findings_routes
 from collector.api.access import PERMISSIONS, User, require
 
 router = APIRouter(prefix="/api/v1")
@@ -21,3 +22,8 @@ class Me(BaseModel):
 async def me(user: User = Depends(require("kpis:read"))) -> Me:
     allowed = sorted(p for p in PERMISSIONS if user.may(p))
     return Me(user_id=user.user_id, name=user.name, role=user.role, permissions=allowed)
+
+
+# Bulk action routes come first: /findings/bulk/<action> would otherwise match /findings/{fingerprint}/<action>.
+router.include_router(finding_action_routes.router)
+router.include_router(findings_routes.router)
