@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from collector.api import finding_action_routes, findings_routes
+from collector.api import finding_action_routes, findings_routes, replay_routes
 from collector.api.access import PERMISSIONS, User, require
 
 router = APIRouter(prefix="/api/v1")
@@ -26,4 +26,5 @@ async def me(user: User = Depends(require("kpis:read"))) -> Me:
 
 # Bulk action routes come first: /findings/bulk/<action> would otherwise match /findings/{fingerprint}/<action>.
 router.include_router(finding_action_routes.router)
+router.include_router(replay_routes.router)
 router.include_router(findings_routes.router)
