@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from collector.api import finding_action_routes, findings_routes, replay_routes
+from collector.api import finding_action_routes, findings_routes, replay_routes, users_routes
 from collector.api.access import PERMISSIONS, User, require
 
 router = APIRouter(prefix="/api/v1")
@@ -28,3 +28,4 @@ async def me(user: User = Depends(require("kpis:read"))) -> Me:
 router.include_router(finding_action_routes.router)
 router.include_router(replay_routes.router)
 router.include_router(findings_routes.router)
+router.include_router(users_routes.router)
