@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ConfigDict, Field
@@ -58,11 +58,11 @@ async def finding_detail(fingerprint: Fingerprint, request: Request,
     return await run_in_threadpool(_detail, state, fingerprint)
 
 
-def _detail(state: object, fingerprint: str) -> FindingDetail:
-    finding = get_finding(state.store, fingerprint)  # type: ignore[attr-defined]
+def _detail(state: Any, fingerprint: str) -> FindingDetail:
+    finding = get_finding(state.store, fingerprint)
     if finding is None:
         raise IngestHTTPError(404, "not_found", f"no finding with fingerprint {fingerprint!r}")
-    catalog = catalog_of(state, state.settings.rules_dir)  # type: ignore[attr-defined]
+    catalog = catalog_of(state, state.settings.rules_dir)
     loaded = catalog.get(finding.rule)
-    entries = state.audit.entries(fingerprint=fingerprint)  # type: ignore[attr-defined]
+    entries = state.audit.entries(fingerprint=fingerprint)
     return finding_context.detail(finding, loaded, "" if loaded else catalog.why_missing(finding.rule), entries)
