@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from collector.api import finding_context
 from collector.api.access import User, require
@@ -20,6 +19,7 @@ from collector.api.findings_query import (
     get_finding,
     list_findings,
 )
+from collector.api.in_thread import in_thread
 from collector.api.rule_catalog import catalog_of
 from collector.errors import IngestHTTPError
 
@@ -46,7 +46,7 @@ class FindingsQuery(FindingFilter):
 async def findings_page(query: Annotated[FindingsQuery, Query()],
                         request: Request, _: User = Depends(require("findings:read"))) -> FindingPage:
     store = request.app.state.store
-    return await run_in_threadpool(list_findings, store, query.filter(), query.sort, query.order, query.limit,
+    return await in_thread(list_findings, store, query.filter(), query.sort, query.order, query.limit,
                                    query.offset)
 
 
@@ -55,7 +55,7 @@ async def findings_page(query: Annotated[FindingsQuery, Query()],
 async def finding_detail(fingerprint: Fingerprint, request: Request,
                          _: User = Depends(require("findings:read"))) -> FindingDetail:
     state = request.app.state
-    return await run_in_threadpool(_detail, state, fingerprint)
+    return await in_thread(_detail, state, fingerprint)
 
 
 def _detail(state: Any, fingerprint: str) -> FindingDetail:

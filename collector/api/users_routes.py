@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from collector.api.access import ROLES, User, require
+from collector.api.in_thread import in_thread
 from collector.errors import IngestHTTPError
 
 router = APIRouter(tags=["users"])
@@ -41,7 +41,7 @@ class RevokedUser(BaseModel):
 
 @router.get("/users", response_model=list[UserOut], summary="Users and their roles (never their tokens)")
 async def list_users(request: Request, _: User = Depends(require("users:admin"))) -> list[UserOut]:
-    rows = await run_in_threadpool(request.app.state.users.list)
+    rows = await in_thread(request.app.state.users.list)
     return [UserOut.model_validate(r) for r in rows]
 
 
@@ -58,7 +58,7 @@ async def create_user(body: NewUser, request: Request, admin: User = Depends(req
                            {"user_id": user.user_id, "name": user.name, "role": user.role}, "ok")
         return CreatedUser(user_id=user.user_id, name=user.name, role=user.role, revoked_at=None, token=token)
 
-    return await run_in_threadpool(work)
+    return await in_thread(work)
 
 
 @router.delete("/users/{user_id}", response_model=RevokedUser, summary="Revoke a user's token")
@@ -77,4 +77,4 @@ async def revoke_user(user_id: UserId, request: Request, admin: User = Depends(r
                            {"user_id": user_id, "name": known[user_id]["name"]}, "ok")
         return RevokedUser(user_id=user_id, status="revoked")
 
-    return await run_in_threadpool(work)
+    return await in_thread(work)
