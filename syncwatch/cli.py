@@ -448,5 +448,17 @@ def bench_latency(instances: int, spread: float, sla: int, every: int, out: str)
     run(instances, spread, sla, every, out)
 
 
+@bench.command("api")
+@click.option("--events", type=click.IntRange(1000), default=10_000_000, show_default=True,
+              help="Events in the generated store.")
+@click.option("--findings", type=click.IntRange(0), default=200_000, show_default=True)
+@click.option("--repeat", type=click.IntRange(1), default=40, show_default=True, help="Requests per endpoint.")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_api(events: int, findings: int, repeat: int, out: str) -> None:
+    """KPI and findings endpoints over HTTP on a generated store: p50/p95 per request."""
+    from syncwatch.bench.api import run
+
+    run(events, findings, repeat, out)
+
 if __name__ == "__main__":
     main()
