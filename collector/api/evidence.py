@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from collector.api.access import User, require
 from collector.api.params import not_found
-from collector.api.rule_catalog import RuleCatalog, catalog
+from collector.api.rule_pack import RulePack, rule_pack
 from collector.api.timeline import many_keys
 from collector.api.timeline_sql import Selector, event_match, record_match, span_match
 from reconciler import rule_versions
@@ -96,7 +96,7 @@ def chain_proof(store: Store, fingerprint: str) -> tuple[dict[str, Any], list[di
     return proof, [e for e in entries if e["finding_fingerprint"] == fingerprint]
 
 
-def rule_text(store: Store, rules: RuleCatalog, name: str, version: str) -> dict[str, Any]:
+def rule_text(store: Store, rules: RulePack, name: str, version: str) -> dict[str, Any]:
     found = rule_versions.lookup(store, name, version)
     loaded = rules.get(name)
     if found is None and loaded is not None and loaded.version == version:
@@ -109,7 +109,7 @@ def rule_text(store: Store, rules: RuleCatalog, name: str, version: str) -> dict
             "path": found.path, "line": found.line, "first_seen": found.first_seen}
 
 
-def pack(store: Store, rules: RuleCatalog, found: dict[str, Any], many: dict[str, tuple[str, ...]],
+def pack(store: Store, rules: RulePack, found: dict[str, Any], many: dict[str, tuple[str, ...]],
          user: User, now: datetime) -> tuple[bytes, str, dict[str, Any]]:
     fingerprint = found["fingerprint"]
     queries = related_sql(selector_of(found, many))
@@ -130,7 +130,7 @@ def pack(store: Store, rules: RuleCatalog, found: dict[str, Any], many: dict[str
             summary="The finding's evidence pack: a zip an auditor verifies offline",
             response_class=Response, responses={200: {"content": {"application/zip": {}}}})
 def get_evidence(request: Request, fingerprint: str = Path(max_length=128, description="finding fingerprint"),
-                 user: User = Depends(require("export")), rules: RuleCatalog = Depends(catalog)) -> Response:
+                 user: User = Depends(require("export")), rules: RulePack = Depends(rule_pack)) -> Response:
     store: Store = request.app.state.store
     found = finding(store, fingerprint)
     if found is None:
