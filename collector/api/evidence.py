@@ -26,6 +26,7 @@ from reconciler.sql import Params
 from syncwatch.store import Store
 
 router = APIRouter(tags=["evidence"])
+FINGERPRINT = r"^[0-9a-f]{64}$"
 MAX_ROWS = 10_000  # per kind of evidence; a finding's own events are far fewer
 SPAN_COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "ServiceName", "SpanName", "SpanKind", "Duration",
                 "StatusCode", "StatusMessage", "SpanAttributes", "ResourceAttributes")
@@ -129,7 +130,8 @@ def pack(store: Store, rules: RulePack, found: dict[str, Any], many: dict[str, t
 @router.get("/findings/{fingerprint}/evidence",
             summary="The finding's evidence pack: a zip an auditor verifies offline",
             response_class=Response, responses={200: {"content": {"application/zip": {}}}})
-def get_evidence(request: Request, fingerprint: str = Path(max_length=128, description="finding fingerprint"),
+def get_evidence(request: Request,
+                 fingerprint: str = Path(pattern=FINGERPRINT, description="the finding's fingerprint (64 hex digits)"),
                  user: User = Depends(require("export")), rules: RulePack = Depends(rule_pack)) -> Response:
     store: Store = request.app.state.store
     found = finding(store, fingerprint)
