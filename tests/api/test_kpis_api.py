@@ -3,14 +3,16 @@ tiles, revenue at risk, and every bad parameter answered 400/404 naming it."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler import findings
 from tests.api.story import EVENT_COLUMNS, Story, bearer, event, write_story
-from tests.conftest import ADMIN_TOKEN, Harness
+from tests.conftest import ADMIN_TOKEN, REPO, Harness
 
 ADMIN = bearer(ADMIN_TOKEN)
 DAY = timedelta(days=1)
@@ -108,6 +110,8 @@ def test_revenue_at_risk_sums_active_findings_per_currency(harness: Harness, sto
     ("/api/v1/kpis/time_to_bill_hours", {"end": "2026-13-01"}, 400, "end:"),
     ("/api/v1/kpis/time_to_bill_hours", {"start": "2000-01-01", "end": "2026-01-01"}, 400, "start: the range"),
     ("/api/v1/kpis/summary", {"start": "2026-01-01T00:00:00+01:00", "end": "2025-12-31T23:00:00Z"}, 400, "start"),
+    ("/api/v1/kpis/summary", {"end": "0001-01-02"}, 400, "end: '0001-01-02' is outside 1970..2199"),
+    ("/api/v1/kpis/time_to_bill_hours", {"start": "9999-12-31T23:59:59"}, 400, "start: '9999-12-31T23:59:59' is"),
 ])
 def test_bad_parameters_are_named(harness: Harness, path: str, params: dict[str, str], status: int,
                                   names: str) -> None:
@@ -120,3 +124,17 @@ def test_offsets_in_times_are_honoured(harness: Harness) -> None:
     body = get(harness, "/api/v1/kpis/time_to_bill_hours", start="2026-01-01T01:00:00+01:00",
                end="2026-01-02T00:00:00Z")
     assert body["start"] == "2026-01-01T00:00:00Z" and body["values"] == []
+
+
+def test_a_rule_pack_that_does_not_load_is_503_with_its_problems(harness: Harness, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from collector.app import create_app
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules_dir)
+    (rules_dir / "packs" / "broken.yaml").write_text("name: broken\nkind: kpi\nratio: {}\n")
+    settings = harness.app.state.settings.model_copy(update={"rules_dir": rules_dir})
+    with TestClient(create_app(settings, store=harness.store)) as client:
+        response = client.get("/api/v1/kpis", headers=ADMIN)
+    assert response.status_code == 503 and "broken.yaml" in response.json()["error"]["message"]
