@@ -5,7 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from collector.api import audit_log, evidence, exports, integration_health, kpis, rule_health, timeline
+from collector.api import (
+    audit_log,
+    evidence,
+    exports,
+    finding_action_routes,
+    findings_routes,
+    integration_health,
+    kpis,
+    replay_routes,
+    rule_health,
+    timeline,
+)
 from collector.api.access import PERMISSIONS, User, require
 
 router = APIRouter(prefix="/api/v1")
@@ -24,6 +35,10 @@ async def me(user: User = Depends(require("kpis:read"))) -> Me:
     return Me(user_id=user.user_id, name=user.name, role=user.role, permissions=allowed)
 
 
+# Bulk action routes come first: /findings/bulk/<action> would otherwise match /findings/{fingerprint}/<action>.
+router.include_router(finding_action_routes.router)
+router.include_router(replay_routes.router)
+router.include_router(findings_routes.router)
 # the query API, one module per area
 for area in (kpis.router, timeline.router, rule_health.router, integration_health.router, audit_log.router,
              evidence.router, exports.router):
