@@ -97,12 +97,13 @@ def test_a_finding_without_actions_has_an_empty_proof_up_to_the_head(harness: Ha
     assert verify_pack(rezip(files)).ok
 
 
-@pytest.mark.parametrize("name", [MANIFEST, *FILES])
-def test_changing_any_file_is_detected(harness: Harness, story: Story, name: str) -> None:
-    files = unzip(fetch(harness, story.breach))
-    files[name] = files[name].replace(b"a", b"b", 1) if b"a" in files[name] else files[name] + b" "
-    report = verify_pack(rezip(files))
-    assert not report.ok and report.problems
+def test_changing_any_file_is_detected(harness: Harness, story: Story) -> None:
+    original = unzip(fetch(harness, story.breach))
+    for name in [MANIFEST, *FILES]:
+        files = dict(original)
+        files[name] = files[name].replace(b"a", b"b", 1) if b"a" in files[name] else files[name] + b" "
+        report = verify_pack(rezip(files))
+        assert not report.ok and report.problems, name
 
 
 def test_a_removed_or_added_file_is_detected(harness: Harness, story: Story) -> None:
@@ -171,8 +172,8 @@ def test_the_cli_verifies_offline(harness: Harness, story: Story, tmp_path: Path
     assert json.loads(failed.output)["problems"] == ["events.json was changed: its SHA-256 differs from the manifest"]
 
 
-@pytest.mark.parametrize(("fingerprint", "status"), [("0" * 64, 404), ("nope", 400), ("A" * 64, 400)])
-def test_unknown_and_malformed_fingerprints(harness: Harness, fingerprint: str, status: int) -> None:
-    response = harness.client.get(f"/api/v1/findings/{fingerprint}/evidence", headers=ADMIN)
-    assert response.status_code == status
-    assert ("fingerprint" in response.json()["error"]["message"]) or status == 404
+def test_unknown_and_malformed_fingerprints(harness: Harness) -> None:
+    for fingerprint, status in (("0" * 64, 404), ("nope", 400), ("A" * 64, 400)):
+        response = harness.client.get(f"/api/v1/findings/{fingerprint}/evidence", headers=ADMIN)
+        assert response.status_code == status
+        assert "fingerprint" in response.json()["error"]["message"]
