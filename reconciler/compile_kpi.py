@@ -30,7 +30,7 @@ from typing import Any, Literal
 from reconciler.compile_reconcile import CompiledRule
 from reconciler.compile_workflow import _instances, _keys, _where
 from reconciler.errors import RuleError
-from reconciler.model import WorkflowRule
+from reconciler.model import Failures, WorkflowRule
 from reconciler.model_kpi import Count, KpiFilter, KpiRule, WithoutFindings, references
 from reconciler.sql import DATETIME, JOIN_SETTINGS, Params
 from syncwatch.store import Store
@@ -97,11 +97,26 @@ def _bucket(bucket: str | None, column: str) -> str:
 
 
 def _grouped(stats: list[tuple[str, str]], count: str, source: str, having: str = "") -> str:
-    """One SELECT per stat over `source` (which yields b and d), grouped by bucket and dimension."""
-    parts = [f"SELECT '{stat}' AS stat, b AS bucket, d AS dimension, toFloat64({value}) AS value,\n"
-             f"       toUInt64({count}) AS count\nFROM (\n{source}\n)\nGROUP BY b, d{having}"
-             for stat, value in stats]
-    return "SELECT * FROM (\n" + "\nUNION ALL\n".join(parts) + "\n)\nORDER BY stat, bucket, dimension\n" + JOIN_SETTINGS
+    """Every stat over `source` (which yields b and d) in one pass, grouped by bucket and dimension,
+    then one row per stat: the source (a whole workflow's instances) is computed once."""
+    values = ", ".join(f"tuple('{stat}', toFloat64({value}))" for stat, value in stats)
+    return (
+        "SELECT v.1 AS stat, bucket, dimension, v.2 AS value, count FROM (\n"
+        f"SELECT b AS bucket, d AS dimension, toUInt64({count}) AS count, [{values}] AS vals\n"
+        f"FROM (\n{source}\n)\nGROUP BY b, d{having}\n)\nARRAY JOIN vals AS v\n"
+        "ORDER BY stat, bucket, dimension\n" + JOIN_SETTINGS
+    )
+
+
+def _needed(kpi: KpiRule, rule: WorkflowRule) -> WorkflowRule:
+    """The workflow as far as the KPI reads it: no failure signals and no impact (no metric uses
+    them), and for a duration only the steps up to its later end (a step's anchor is earlier)."""
+    steps = rule.steps
+    if kpi.duration:
+        names = [s.name for s in steps]
+        last = max(names.index(kpi.duration.from_step), names.index(kpi.duration.to_step))
+        steps = steps[: last + 1]
+    return rule.model_copy(update={"steps": steps, "impact": None, "failures": Failures()})
 
 
 # -- workflow metrics ------------------------------------------------------------------------------------
@@ -119,7 +134,7 @@ def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, frame: tuple[str, str
     d = "dim" if dimension else "''"
     join += _exceptions(p, kpi, rule)
     source = (f"    SELECT {_bucket(bucket, 'first0')} AS b, {d} AS d, {_per_instance(kpi, rule, at)}\n"
-              f"    FROM (\n{_instances(p, rule, None, now)}\n    ) AS i{join}\n"
+              f"    FROM (\n{_instances(p, _needed(kpi, rule), None, now)}\n    ) AS i{join}\n"
               f"    WHERE first0 >= {frame[0]} AND first0 < {frame[1]}")
     if kpi.duration:
         stats = [(s, _STATS[s]) for s in kpi.duration.stats]

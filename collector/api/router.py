@@ -6,7 +6,19 @@ from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from collector.api import finding_action_routes, findings_routes, replay_routes, users_routes
+from collector.api import (
+    audit_log,
+    evidence,
+    exports,
+    finding_action_routes,
+    findings_routes,
+    integration_health,
+    kpis,
+    replay_routes,
+    rule_health,
+    timeline,
+    users_routes,
+)
 from collector.api.access import PERMISSIONS, User, require
 
 router = APIRouter(prefix="/api/v1")
@@ -37,4 +49,7 @@ _document_user_auth(router)
 # Bulk action routes come first: /findings/bulk/<action> would otherwise match /findings/{fingerprint}/<action>.
 for _module in (finding_action_routes, replay_routes, findings_routes, users_routes):
     router.include_router(_document_user_auth(_module.router))
-
+# the query API, one module per area
+for area in (kpis.router, timeline.router, rule_health.router, integration_health.router, audit_log.router,
+             evidence.router, exports.router):
+    router.include_router(_document_user_auth(area))

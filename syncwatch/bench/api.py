@@ -8,6 +8,7 @@ endpoint, measured at the client (request sent to response read).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -47,14 +48,10 @@ def run(events: int, findings: int, repeat: int, out_dir: str) -> dict[str, Any]
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="syncwatch-bench-api-") as tmp:
         data_dir = Path(tmp) / "data"
-        settings = Settings(data_dir=data_dir)
-        store = Store(settings.clickhouse_dsn, settings.clickhouse_database)
         click.echo(f"generating ~{events:,} events and {findings:,} findings ...")
         began = time.perf_counter()
-        schema.migrate(store)
-        counts = api_data.generate(store, events, findings, now - timedelta(days=180), now)
+        counts = _generate_in_child(data_dir, events, findings, now)
         generate_seconds = time.perf_counter() - began
-        store.close()
         server = ServerProcess(data_dir, "bench-admin-token")
         server.start()
         try:
@@ -68,6 +65,26 @@ def run(events: int, findings: int, repeat: int, out_dir: str) -> dict[str, Any]
               "requests": timings}
     _write(report, Path(out_dir))
     return report
+
+
+def _generate(data_dir: Path, events: int, findings: int, now: datetime, out: Path) -> None:
+    store = Store.open(Settings(data_dir=data_dir, clickhouse_url=""))
+    schema.migrate(store)
+    counts = api_data.generate(store, events, findings, now - timedelta(days=180), now)
+    out.write_text(json.dumps(counts))
+    store.close()
+
+
+def _generate_in_child(data_dir: Path, events: int, findings: int, now: datetime) -> dict[str, int]:
+    """In a process of its own: chDB holds a data path for the life of the process that opened it,
+    and the server must open this one next."""
+    out = data_dir.parent / "counts.json"
+    child = multiprocessing.get_context("spawn").Process(target=_generate, args=(data_dir, events, findings, now, out))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise click.ClickException(f"generating the store failed (exit code {child.exitcode}); see above")
+    return dict(json.loads(out.read_text()))
 
 
 def _time_requests(url: str, token: str, requests: dict[str, tuple[str, dict[str, str]]],
