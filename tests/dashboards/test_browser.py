@@ -1,0 +1,75 @@
+"""End to end in headless Chromium: the real API server on seeded data, `streamlit run` on the app,
+every page loaded by a browser, no exception box, one action performed, screenshots saved.
+
+Screenshots go to a temporary directory, or to SYNCWATCH_SCREENSHOTS_DIR (`make screenshots` points
+it at docs/screenshots for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncwatch import dashboards_process
+from syncwatch.settings import Settings
+from tests.conftest import free_port
+from tests.dashboards.browser import EXCEPTION, browser_page, chromium_path, settle
+from tests.dashboards.conftest import SeededApi
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def dashboards_url(seeded_api: SeededApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed and could not be (make test runs apt-get install chromium)")
+    settings = Settings(api_url=seeded_api.base_url, dashboard_host="127.0.0.1", dashboard_port=free_port())
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    with pytest.MonkeyPatch.context() as patch:  # the child inherits no dashboards settings of ours
+        for name in ("SYNCWATCH_CONFIG", "SYNCWATCH_DASHBOARD_TOKEN", "SYNCWATCH_DASHBOARD_OIDC_USERS"):
+            patch.delenv(name, raising=False)
+        process: subprocess.Popen[bytes] = dashboards_process.start(settings, log_path=log)
+    yield dashboards_process.url(settings)
+    dashboards_process.stop(process)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get("SYNCWATCH_SCREENSHOTS_DIR")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sign_in(page: object, url: str, token: str) -> None:
+    page.goto(url)  # type: ignore[attr-defined]
+    settle(page)
+    page.get_by_label("User token", exact=True).fill(token)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+    settle(page)
+
+
+def open_page(page: object, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()  # type: ignore[attr-defined]
+    settle(page)
+    page.get_by_role("heading", name=title).first.wait_for()  # type: ignore[attr-defined]
+
+
+def assert_no_exception(page: object, where: str) -> None:
+    boxes = page.locator(EXCEPTION)  # type: ignore[attr-defined]
+    assert boxes.count() == 0, f"{where}: {boxes.first.inner_text()[:2000]}"
+
+
+def test_every_page_renders_in_chromium(seeded_api: SeededApi, dashboards_url: str, shots: Path) -> None:
+    with browser_page() as page:
+        sign_in(page, dashboards_url, seeded_api.tokens["admin"])
+        for title, name in [("Executive", "executive"), ("Operations triage", "triage"), ("Audit", "audit"),
+                            ("Rules and integrations", "health")]:
+            open_page(page, title)
+            assert_no_exception(page, title)
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+            assert (shots / f"{name}.png").stat().st_size > 10_000
