@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from collector.api import audit_log, integration_health, kpis, rule_health, timeline
 from collector.api.access import PERMISSIONS, User, require
 
 router = APIRouter(prefix="/api/v1")
@@ -21,3 +22,8 @@ class Me(BaseModel):
 async def me(user: User = Depends(require("kpis:read"))) -> Me:
     allowed = sorted(p for p in PERMISSIONS if user.may(p))
     return Me(user_id=user.user_id, name=user.name, role=user.role, permissions=allowed)
+
+
+# the query API, one module per area
+for area in (kpis.router, timeline.router, rule_health.router, integration_health.router, audit_log.router):
+    router.include_router(area)
