@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.rule_locks import holding
 from syncwatch.errors import SyncwatchError
 from syncwatch.store import Store
 
@@ -45,6 +46,9 @@ FINDING_COLUMNS = (
     "last_seen", "resolved_at", "left_trace_id", "left_span_id", "right_trace_id", "right_span_id", "detail",
     "updated_at", "run_id", "transition", "resolution", "resolution_reason", "reopened_count", "acknowledged_at",
 )
+
+# How long a lifecycle action waits for a run of the same rule to finish writing (rule_locks).
+ACTION_LOCK_TIMEOUT_SECONDS = 30.0
 
 # Our parameters share the namespace of the rule's parameters; the prefix keeps them apart.
 _PREFIX = "sw_"
@@ -71,6 +75,10 @@ def effective_status_sql(now: str = "now64(6)") -> str:
 
 class FindingError(SyncwatchError):
     """A finding does not exist, or a lifecycle action does not apply to its status."""
+
+
+class FindingNotFoundError(FindingError):
+    """No finding has the fingerprint."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,10 @@ def apply_run(store: Store, rule: str, rule_version: str, severity: str, sql: st
         params.update(scope.namespaced()[1])
     params.update(sw_rule=rule, sw_version=rule_version, sw_severity=severity, sw_run=run_id,
                   sw_now=_utc(now))
-    summary = store.command(_apply_sql(_strip(sql), scope, settings), params)
+    # The rule's lock spans the read of the current findings and the insert of their new versions,
+    # so a lifecycle action cannot slip in between and be overwritten (reconciler/rule_locks.py).
+    with holding(store, rule):
+        summary = store.command(_apply_sql(_strip(sql), scope, settings), params)
     return replace(counts(store, rule, run_id), rows_scanned=_rows_read(summary))
 
 
@@ -279,22 +290,26 @@ def get(store: Store, fingerprint: str) -> dict[str, Any] | None:
     return dict(zip(columns, rows[0], strict=True)) if rows else None
 
 
-def _act(store: Store, fingerprint: str, action: str, params: dict[str, Any], now: datetime | None) -> str:
+def _act(store: Store, fingerprint: str, action: str, params: dict[str, Any], now: datetime | None,
+         timeout: float = ACTION_LOCK_TIMEOUT_SECONDS) -> str:
     allowed, changes = _LIFECYCLE[action]
-    current = store.query("SELECT rule, status FROM findings FINAL WHERE fingerprint = {fp:String}",
-                          {"fp": fingerprint})
-    if not current:
-        raise FindingError(f"no finding with fingerprint {fingerprint!r}")
-    rule, status = current[0]
-    if status not in allowed:
-        raise FindingError(f"cannot mark finding {fingerprint} {action}: it is {status} "
-                           f"(allowed from {', '.join(sorted(allowed))})")
-    changes = {**changes, "transition": f"'{action}'", "run_id": "''",
-               "updated_at": f"greatest({_NOW}, updated_at + toIntervalMicrosecond(1))"}
-    select = ", ".join(changes.get(col, col) for col in FINDING_COLUMNS)
-    store.command(f"INSERT INTO findings ({', '.join(FINDING_COLUMNS)}) SELECT {select} FROM findings FINAL "
-                  "WHERE rule = {sw_rule:String} AND fingerprint = {sw_fp:String}",
-                  {**params, "sw_rule": rule, "sw_fp": fingerprint, "sw_now": _utc(now)})
+    found = store.query("SELECT rule FROM findings FINAL WHERE fingerprint = {fp:String}", {"fp": fingerprint})
+    if not found:
+        raise FindingNotFoundError(f"no finding with fingerprint {fingerprint!r}")
+    rule = found[0][0]  # a fingerprint belongs to one rule for good: safe to read before locking
+    with holding(store, rule, timeout):
+        # The status is read under the lock: a run cannot change it between this check and the insert.
+        status = store.query("SELECT status FROM findings FINAL WHERE rule = {r:String} AND fingerprint = {fp:String}",
+                             {"r": rule, "fp": fingerprint})[0][0]
+        if status not in allowed:
+            raise FindingError(f"cannot mark finding {fingerprint} {action}: it is {status} "
+                               f"(allowed from {', '.join(sorted(allowed))})")
+        changes = {**changes, "transition": f"'{action}'", "run_id": "''",
+                   "updated_at": f"greatest({_NOW}, updated_at + toIntervalMicrosecond(1))"}
+        select = ", ".join(changes.get(col, col) for col in FINDING_COLUMNS)
+        store.command(f"INSERT INTO findings ({', '.join(FINDING_COLUMNS)}) SELECT {select} FROM findings FINAL "
+                      "WHERE rule = {sw_rule:String} AND fingerprint = {sw_fp:String}",
+                      {**params, "sw_rule": rule, "sw_fp": fingerprint, "sw_now": _utc(now)})
     return changes["status"].strip("'") if "status" in changes else status
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler import compile_reconcile, compile_workflow
+from reconciler import compile_reconcile, compile_workflow, rule_versions
 from reconciler.alerts import Notifier
 from reconciler.findings import Scope
 from reconciler.loader import LoadedRule
@@ -53,6 +53,7 @@ def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Noti
         since = None
     compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
     scope = None if since is None else changed_scope(rule, since, now)
+    rule_versions.record(store, loaded, now)  # so this run's findings resolve to the rule's exact text
     result = run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now)
     if notifier is not None:
         notifier.notify(store, result)

@@ -359,5 +359,31 @@ def bench_reconcile(rows: str, events: int, baselines: bool, out: str) -> None:
     run(sizes, out_dir=out, baselines=baselines, events=events)
 
 
+@main.group()
+def evidence() -> None:
+    """Evidence packs of findings (GET /api/v1/findings/{fingerprint}/evidence)."""
+
+
+@evidence.command("verify")
+@click.argument("pack", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def evidence_verify(pack: str, as_json: bool) -> None:
+    """Check a pack offline: file hashes, the audit-chain proof, the rule version. Exit 1 if anything fails."""
+    from reconciler.evidence import verify_pack
+
+    report = verify_pack(Path(pack).read_bytes())
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for line in report.checked:
+            click.echo(f"checked: {line}")
+        for problem in report.problems:
+            click.echo(f"PROBLEM: {problem}")
+        click.echo(f"finding {report.finding}: {'OK' if report.ok else 'FAILED'}; head seq {report.head_seq} "
+                   f"hash {report.head_hash}; manifest sha256 {report.manifest_sha256}")
+    if not report.ok:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from collector.api.access import User, require
 from collector.api.params import TimeRange, as_utc, bad_parameter, not_found, time_range
-from collector.api.rule_catalog import RuleCatalog, catalog
+from collector.api.rule_pack import RulePack, rule_pack
 from reconciler import compile_kpi
 from reconciler.findings import effective_status_sql
 from reconciler.model_kpi import KpiRule
@@ -121,26 +121,26 @@ def _points(rows: list[dict[str, Any]], by: str | None) -> list[KpiPoint]:
                      dimension=r["dimension"] if by == "dimension" else None) for r in rows]
 
 
-def _kpi(rules: RuleCatalog, name: str) -> KpiRule:
+def _kpi(rules: RulePack, name: str) -> KpiRule:
     kpi = rules.kpis.get(name)
     if kpi is None:
         raise not_found("kpi", f"no KPI named {name!r} (known: {', '.join(sorted(rules.kpis)) or 'none'})")
     return kpi
 
 
-def _evaluate(store: Store, rules: RuleCatalog, kpi: KpiRule, period: TimeRange, **view: Any) -> list[dict[str, Any]]:
+def _evaluate(store: Store, rules: RulePack, kpi: KpiRule, period: TimeRange, **view: Any) -> list[dict[str, Any]]:
     return compile_kpi.evaluate(store, kpi, rules.workflows, period.start, period.end, **view)
 
 
 @router.get("/kpis", summary="The KPI catalogue: every KPI with its unit, stats and dimensions")
-def list_kpis(_: User = Depends(require("kpis:read")), rules: RuleCatalog = Depends(catalog)) -> list[KpiInfo]:
+def list_kpis(_: User = Depends(require("kpis:read")), rules: RulePack = Depends(rule_pack)) -> list[KpiInfo]:
     return [info(kpi) for kpi in rules.kpis.values() if kpi.enabled]
 
 
 @router.get("/kpis/summary", summary="Executive tiles: each KPI this period and the previous one, revenue at risk")
 def kpi_summary(request: Request, start: str | None = Query(None, description="ISO 8601; default end - 30 days"),
                 end: str | None = Query(None, description="ISO 8601; default now"),
-                _: User = Depends(require("kpis:read")), rules: RuleCatalog = Depends(catalog)) -> KpiSummary:
+                _: User = Depends(require("kpis:read")), rules: RulePack = Depends(rule_pack)) -> KpiSummary:
     store: Store = request.app.state.store
     period = time_range(start, end)
     before = period.previous()
@@ -175,7 +175,7 @@ def get_kpi(request: Request, name: str,
             end: str | None = Query(None, description="ISO 8601; default now"),
             bucket: Literal["day", "week", "month"] | None = Query(None, description="trend bucket"),
             dimension: str | None = Query(None, description="one of the KPI's dimensions"),
-            _: User = Depends(require("kpis:read")), rules: RuleCatalog = Depends(catalog)) -> KpiValues:
+            _: User = Depends(require("kpis:read")), rules: RulePack = Depends(rule_pack)) -> KpiValues:
     kpi = _kpi(rules, name)
     if dimension is not None and dimension not in kpi.dimensions:
         raise bad_parameter("dimension", f"{dimension!r} is not a dimension of KPI {name!r} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from collector.api import audit_log, integration_health, kpis, rule_health, timeline
+from collector.api import audit_log, evidence, exports, integration_health, kpis, rule_health, timeline
 from collector.api.access import PERMISSIONS, User, require
 
 router = APIRouter(prefix="/api/v1")
@@ -25,5 +25,6 @@ async def me(user: User = Depends(require("kpis:read"))) -> Me:
 
 
 # the query API, one module per area
-for area in (kpis.router, timeline.router, rule_health.router, integration_health.router, audit_log.router):
+for area in (kpis.router, timeline.router, rule_health.router, integration_health.router, audit_log.router,
+             evidence.router, exports.router):
     router.include_router(area)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from collector.api.access import User, require
 from collector.api.kpis import ACTIVE_STATUSES
 from collector.api.params import as_utc, not_found
-from collector.api.rule_catalog import RuleCatalog, catalog
+from collector.api.rule_pack import RulePack, rule_pack
 from reconciler import runner, service
 from reconciler.findings import effective_status_sql
 from reconciler.loader import LoadedRule
@@ -145,7 +145,7 @@ def health(loaded: LoadedRule, override: str, summary: dict[str, Any] | None, op
 
 @router.get("/rules", summary="Every rule with its schedule, last run, findings and health status")
 def list_rules(request: Request, _: User = Depends(require("health:read")),
-               rules: RuleCatalog = Depends(catalog)) -> list[RuleHealth]:
+               rules: RulePack = Depends(rule_pack)) -> list[RuleHealth]:
     store: Store = request.app.state.store
     now = datetime.now(UTC)
     names, rows = store.query_columns(runs_summary_sql(), {"since": now - RECENT})
@@ -158,7 +158,7 @@ def list_rules(request: Request, _: User = Depends(require("health:read")),
 @router.get("/rules/{name}/runs", summary="The most recent runs of one rule, newest first")
 def rule_runs(request: Request, name: str = Path(description="rule name"),
               limit: int = Query(50, ge=1, le=1000, description="most runs to return"),
-              _: User = Depends(require("health:read")), rules: RuleCatalog = Depends(catalog)) -> list[RuleRun]:
+              _: User = Depends(require("health:read")), rules: RulePack = Depends(rule_pack)) -> list[RuleRun]:
     runs = runner.recent_runs(request.app.state.store, name, limit)
     if not runs and rules.get(name) is None:
         raise not_found("rule", f"no rule named {name!r} and no runs recorded for one")

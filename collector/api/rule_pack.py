@@ -1,4 +1,4 @@
-"""The rule pack as the query API sees it: loaded once per process from settings.rules_dir.
+"""The rule pack as the query API (KPIs, rule health, evidence) sees it: loaded once per process.
 
 The reconciler's schedule loads the same directory at start-up, so both agree until a restart.
 A pack that does not load makes the rule-based endpoints answer 503 with every problem, instead of
@@ -21,11 +21,11 @@ from reconciler.model_kpi import KpiRule
 
 
 @dataclass(frozen=True)
-class RuleCatalog:
+class RulePack:
     rules: tuple[LoadedRule, ...]
 
     @classmethod
-    def load(cls, rules_dir: Path) -> RuleCatalog:
+    def load(cls, rules_dir: Path) -> RulePack:
         return cls(tuple(load_rules(rules_dir)))
 
     def get(self, name: str) -> LoadedRule | None:
@@ -43,18 +43,18 @@ class RuleCatalog:
 _lock = threading.Lock()
 
 
-def catalog(request: Request) -> RuleCatalog:
-    """FastAPI dependency: the app's catalog, loaded on first use."""
+def rule_pack(request: Request) -> RulePack:
+    """FastAPI dependency: the app's rule pack, loaded on first use."""
     state = request.app.state
-    found = getattr(state, "rule_catalog", None)
+    found = getattr(state, "rule_pack", None)
     if found is None:
         with _lock:
-            found = getattr(state, "rule_catalog", None)
+            found = getattr(state, "rule_pack", None)
             if found is None:
                 try:
-                    found = RuleCatalog.load(state.settings.rules_dir)
+                    found = RulePack.load(state.settings.rules_dir)
                 except RuleError as exc:
                     raise IngestHTTPError(503, "rules_unavailable",
                                           f"the rule pack in {state.settings.rules_dir} does not load: {exc}") from exc
-                state.rule_catalog = found
+                state.rule_pack = found
     return found
