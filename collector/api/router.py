@@ -5,7 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from collector.api import audit_log, evidence, exports, integration_health, kpis, rule_health, timeline
+from collector.api import (
+    audit_log,
+    evidence,
+    exports,
+    finding_action_routes,
+    findings_routes,
+    integration_health,
+    kpis,
+    rule_health,
+    timeline,
+)
 from collector.api.access import PERMISSIONS, User, require
 
 router = APIRouter(prefix="/api/v1")
@@ -28,3 +38,6 @@ async def me(user: User = Depends(require("kpis:read"))) -> Me:
 for area in (kpis.router, timeline.router, rule_health.router, integration_health.router, audit_log.router,
              evidence.router, exports.router):
     router.include_router(area)
+# Bulk action routes come first: /findings/bulk/<action> would otherwise match /findings/{fingerprint}/<action>.
+router.include_router(finding_action_routes.router)
+router.include_router(findings_routes.router)
