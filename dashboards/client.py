@@ -18,6 +18,7 @@ import httpx
 # Reads are cheap on the demo data; exports and re-checks run a query over a whole table.
 READ_TIMEOUT = 15.0
 SLOW_TIMEOUT = 120.0
+SLOW_ACTIONS = frozenset({"recheck", "replay"})  # they run a rule or deliver to another system
 
 Params = Mapping[str, Any]
 
@@ -125,3 +126,15 @@ class ApiClient:
     def me(self) -> Me:
         body = self.get("me")
         return Me(body["user_id"], body["name"], body["role"], tuple(body["permissions"]))
+
+    # -- actions on findings -------------------------------------------------------------------------
+
+    def act(self, fingerprint: str, action: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """POST /findings/{fp}/{action}: one action on one finding; answers the ActionResult."""
+        timeout = SLOW_TIMEOUT if action in SLOW_ACTIONS else READ_TIMEOUT
+        return self.post(f"findings/{fingerprint}/{action}", dict(body or {}), timeout=timeout)
+
+    def act_bulk(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /findings/bulk/{action}: `body` holds `fingerprints` or `filter` plus the action's fields;
+        answers a BulkResult with one outcome per finding."""
+        return self.post(f"findings/bulk/{action}", dict(body), timeout=SLOW_TIMEOUT)

@@ -1,12 +1,18 @@
 """How values read on a page: units, money, ages and times (pure functions).
 
->>> kpi_value(0.9312, "ratio"), kpi_value(37.25, "hours"), money(1234567.5, "EUR"), age(90061)
-('93.1 %', '37.2 h', 'EUR 1,234,568', '1 d 1 h')
+>>> kpi_value(0.9312, "ratio"), kpi_value(37.25, "hours"), kpi_change(-48.0, "hours", 196.0), money(1234567.5, "EUR")
+('93.1 %', '37.2 h', '-2.0 d', 'EUR 1,234,568')
+>>> age(90061), kpi_change(0.012, "ratio")
+('1 d 1 h', '+1.2 pts')
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+
+def _hours(value: float, days: bool, sign: str = "") -> str:
+    return f"{value / 24:{sign},.1f} d" if days else f"{value:{sign},.1f} h"
 
 
 def kpi_value(value: float | None, unit: str) -> str:
@@ -15,18 +21,18 @@ def kpi_value(value: float | None, unit: str) -> str:
     if unit == "ratio":
         return f"{value * 100:.1f} %"
     if unit == "hours":
-        return f"{value:,.1f} h" if value < 72 else f"{value / 24:,.1f} d"
+        return _hours(value, value >= 72)
     return f"{value:,.2f} {unit}".strip()
 
 
-def kpi_change(change: float | None, unit: str) -> str | None:
-    """A tile's period-over-period change in the KPI's own unit (points for ratios)."""
+def kpi_change(change: float | None, unit: str, value: float | None = None) -> str | None:
+    """A tile's period-over-period change in the unit its value is shown in (points for ratios)."""
     if change is None:
         return None
     if unit == "ratio":
         return f"{change * 100:+.1f} pts"
     if unit == "hours":
-        return f"{change:+,.1f} h"
+        return _hours(change, value is not None and value >= 72, "+")
     return f"{change:+,.2f} {unit}".strip()
 
 

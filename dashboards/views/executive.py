@@ -34,28 +34,46 @@ def kpi(name: str, period: dict[str, str], **view: str) -> dict[str, Any]:
     return ui.get(f"kpis/{name}", {**period, **view}, tier="kpi")
 
 
+STAT_LABELS = {"p50": "median", "p90": "p90", "mean": "mean"}
+
+
+def title_of(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def revenue_at_risk(risk: list[dict[str, Any]]) -> None:
+    """One card: the largest currency as the figure, the others beside it (no FX rates: never summed)."""
+    box = st.container(border=True)
+    if not risk:
+        box.metric("Revenue at risk", "none", help="No open or acknowledged finding carries a business impact.")
+        return
+    first, *others = sorted(risk, key=lambda r: r["amount"], reverse=True)
+    findings = sum(r["findings"] for r in risk)
+    left, right = box.columns([1, 2])
+    left.metric("Revenue at risk", money(first["amount"], first["currency"]),
+                help="Business impact of the open and acknowledged findings, per currency.")
+    right.markdown(" · ".join(f"**{money(r['amount'], r['currency'])}**" for r in others) or "&nbsp;")
+    right.caption(f"{findings:,} open or acknowledged findings carry an impact; amounts in different currencies "
+                  "are shown side by side, never added up.")
+
+
+def tile_help(tile: dict[str, Any]) -> str:
+    stat = STAT_LABELS.get(tile["stat"])
+    return (f"{tile['description']}{f' ({stat})' if stat else ''}. Previous period: "
+            f"{kpi_value(tile['previous'], tile['unit'])} ({tile['previous_count']:,} instances); "
+            f"this period {tile['count']:,}.")
+
+
 def tiles(summary: dict[str, Any]) -> None:
-    risk = summary.get("revenue_at_risk") or []
-    cards: list[tuple[str, str, str | None, str, str]] = []
-    if risk:
-        for item in risk:
-            cards.append((f"Revenue at risk ({item['currency'] or 'no currency'})",
-                          money(item["amount"], item["currency"]), None, "off",
-                          f"Business impact of {item['findings']:,} open or acknowledged findings"))
-    else:
-        cards.append(("Revenue at risk", "none", None, "off", "No open finding carries a business impact"))
-    for tile in summary["tiles"]:
-        color = {"lower": "inverse", "higher": "normal"}.get(tile.get("better") or "", "off")
-        title = tile["name"].replace("_", " ").capitalize()
-        cards.append((f"{title} ({tile['stat']})", kpi_value(tile["value"], tile["unit"]),
-                      kpi_change(tile["change"], tile["unit"]), color,
-                      f"{tile['description']}. Previous period: {kpi_value(tile['previous'], tile['unit'])} "
-                      f"({tile['previous_count']:,} instances); this period {tile['count']:,}."))
-    per_row = 4
+    revenue_at_risk(summary.get("revenue_at_risk") or [])
+    cards = summary["tiles"]
+    per_row = min(len(cards), 5) or 1
     for row in range(0, len(cards), per_row):
-        for column, (label, value, delta, color, help_text) in zip(st.columns(per_row), cards[row:row + per_row],
-                                                                   strict=False):
-            column.metric(label, value, delta, delta_color=color, help=help_text, border=True)
+        for column, tile in zip(st.columns(per_row), cards[row:row + per_row], strict=False):
+            color = {"lower": "inverse", "higher": "normal"}.get(tile.get("better") or "", "off")
+            column.metric(title_of(tile["name"]), kpi_value(tile["value"], tile["unit"]),
+                          kpi_change(tile["change"], tile["unit"], tile["value"]), delta_color=color, border=True,
+                          help=tile_help(tile))
 
 
 def chart(container: Any, built: Any, empty: str) -> None:
@@ -87,30 +105,27 @@ def sla(catalogue: list[dict[str, Any]], period: dict[str, str], bucket: str) ->
         with ui.api_errors(f"{info['name']}"):
             values = kpi(info["name"], period, bucket=bucket)
             overall = next((p for p in values["values"] if p["stat"] == info["stats"][0]), None)
-            box.metric(info["name"].replace("_", " "), kpi_value(overall["value"] if overall else None, "ratio"))
+            box.metric(title_of(info["name"]), kpi_value(overall["value"] if overall else None, "ratio"))
             chart(box, charts.trend(values["trend"], "ratio"), "No data in this period.")
 
 
-def distributions(catalogue: list[dict[str, Any]], period: dict[str, str], bucket: str) -> None:
-    durations = [k for k in catalogue if k["metric"] == "duration"]
+def distributions(catalogue: list[dict[str, Any]], period: dict[str, str]) -> None:
+    """Durations across the objects they measure: how many projects (clients...) have each median."""
+    durations = [k for k in catalogue if k["metric"] == "duration"
+                 and any(d in k["dimensions"] for d in DISTRIBUTION_DIMENSION_ORDER)]
     if not durations:
         return
     st.subheader("Distributions")
-    for info in durations:
-        box = st.container(border=True)
-        box.markdown(f"**{info['description']}**")
-        left, right = box.columns(2)
+    columns = st.columns(max(1, min(2, len(durations))))
+    for index, info in enumerate(durations):
+        box = columns[index % len(columns)].container(border=True)
+        dimension = next(d for d in DISTRIBUTION_DIMENSION_ORDER if d in info["dimensions"])
+        what = dimension.removesuffix("_id")
+        box.markdown(f"**{info['description']}**: median per {what}")
         with ui.api_errors(f"the distribution of {info['name']}"):
-            values = kpi(info["name"], period, bucket=bucket)
-            left.caption(f"Spread over time: p50 line in the p50-p90 band ({bucket}s)")
-            chart(left, charts.spread(values["trend"], info["unit"]), "Not enough data for percentiles.")
-            dimension = next((d for d in DISTRIBUTION_DIMENSION_ORDER if d in info["dimensions"]), None)
-            if dimension:
-                per = kpi(info["name"], period, dimension=dimension)
-                what = dimension.removesuffix("_id")
-                right.caption(f"Across {what}s: how many have each median (p50) value")
-                chart(right, charts.histogram(per["breakdown"], info["unit"], info["stats"][0], what),
-                      f"Fewer than two {what}s with data.")
+            per = kpi(info["name"], period, dimension=dimension)
+            chart(box, charts.histogram(per["breakdown"], info["unit"], info["stats"][0], what),
+                  f"Fewer than two {what}s with data in this period.")
 
 
 def breakdowns(catalogue: list[dict[str, Any]], period: dict[str, str]) -> None:
@@ -144,8 +159,9 @@ def main() -> None:
         catalogue = ui.get("kpis", tier="kpi")
         trends([k for k in catalogue if k["metric"] not in RATE_METRICS], period, bucket)
         sla(catalogue, period, bucket)
-        distributions(catalogue, period, bucket)
+        distributions(catalogue, period)
         breakdowns(catalogue, period)
 
 
-main()
+if __name__ == "__main__":  # Streamlit runs a page as __main__; tests import its helpers
+    main()

@@ -13,8 +13,6 @@ from pathlib import Path
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-dev-shm-usage"]
-# Streamlit shows this while a script run is in progress.
-RUNNING = '[data-testid="stStatusWidget"]'
 EXCEPTION = '[data-testid="stException"]'
 
 
@@ -41,8 +39,23 @@ def browser_page(width: int = 1440, height: int = 1000) -> Iterator[object]:
 
 
 def settle(page: object, timeout_ms: int = 30_000) -> None:
-    """Wait until Streamlit has finished the current script run and the page stopped changing."""
-    page.wait_for_load_state("networkidle", timeout=timeout_ms)  # type: ignore[attr-defined]
-    page.wait_for_timeout(300)  # type: ignore[attr-defined]  # a rerun starts a moment after a click
-    page.locator(RUNNING).wait_for(state="hidden", timeout=timeout_ms)  # type: ignore[attr-defined]
-    page.wait_for_timeout(300)  # type: ignore[attr-defined]  # charts draw after the run completes
+    """Wait until Streamlit has finished the current script run (stApp's data-test-script-state)."""
+    page.wait_for_timeout(250)  # type: ignore[attr-defined]  # a rerun starts a moment after a click
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'",
+        timeout=timeout_ms)
+    page.wait_for_timeout(500)  # type: ignore[attr-defined]  # charts draw after the run completes
+
+
+PAGE_HEIGHT_JS = """() => Math.max(600, ...[...document.querySelectorAll(
+    '[data-testid="stMain"], [data-testid="stMainBlockContainer"]')].map(e => e.scrollHeight))"""
+
+
+def screenshot(page: object, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its main section, so grow the viewport to fit it first."""
+    size = page.viewport_size  # type: ignore[attr-defined]
+    height = int(page.evaluate(PAGE_HEIGHT_JS))  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": size["width"], "height": min(height + 40, 6000)})  # type: ignore[attr-defined]
+    page.wait_for_timeout(600)  # type: ignore[attr-defined]  # charts re-lay out at the new size
+    page.screenshot(path=str(path))  # type: ignore[attr-defined]
+    page.set_viewport_size(size)  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ from syncwatch.simulator import SYSTEMS, FeedConfig, run_feed
 from syncwatch.store import Store
 from tests.conftest import ADMIN_TOKEN, REPO, free_port
 
-FEED_DAYS = 60
+FEED_DAYS = 120
 
 
 @dataclass
@@ -50,7 +50,7 @@ def seed(app: FastAPI, base_url: str, days: int = FEED_DAYS) -> None:
     """Feed the simulated firm through the real endpoints, then run every rule once."""
     tokens = {s: app.state.keys.create(f"seed {s}", s, ["events", "records"])[1] for s in SYSTEMS}
     tokens["telemetry"] = app.state.keys.create("seed telemetry", "*", ["telemetry"])[1]
-    config = FeedConfig(seed=11, consultants=24, clients=8, days=days, fault_rate=0.08,
+    config = FeedConfig(seed=11, consultants=36, clients=12, days=days, fault_rate=0.06,
                         start_date=date.today() - timedelta(days=days))
     stats = run_feed(base_url, tokens, config)
     assert stats.failed_requests == 0, stats

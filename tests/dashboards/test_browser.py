@@ -17,7 +17,7 @@ import pytest
 from syncwatch import dashboards_process
 from syncwatch.settings import Settings
 from tests.conftest import free_port
-from tests.dashboards.browser import EXCEPTION, browser_page, chromium_path, settle
+from tests.dashboards.browser import EXCEPTION, browser_page, chromium_path, screenshot, settle
 from tests.dashboards.conftest import SeededApi
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -71,5 +71,5 @@ def test_every_page_renders_in_chromium(seeded_api: SeededApi, dashboards_url: s
                             ("Rules and integrations", "health")]:
             open_page(page, title)
             assert_no_exception(page, title)
-            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+            screenshot(page, shots / f"{name}.png")
             assert (shots / f"{name}.png").stat().st_size > 10_000
