@@ -126,7 +126,7 @@ def gantt(items: Iterable[Mapping[str, Any]]) -> alt.Chart | None:
     frame["bar"] = (frame["end"] - frame["start"]) > visible
     base = alt.Chart(frame)
     bars = base.transform_filter("datum.bar").mark_bar(height=14).encode(
-        x=alt.X("start:T", title=None), x2="end:T", y=y, color=color, tooltip=tooltip)
+        x=alt.X("start:T", title=None, scale=alt.Scale(padding=14)), x2="end:T", y=y, color=color, tooltip=tooltip)
     points = base.transform_filter("!datum.bar").mark_point(size=90, filled=True, opacity=0.8).encode(
         x="start:T", y=y, color=color, shape=alt.Shape("kind:N", legend=None), tooltip=tooltip)
     return (bars + points).properties(height=90 + 36 * len(lanes)).interactive(bind_y=False)

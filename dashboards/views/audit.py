@@ -37,7 +37,7 @@ def timeline_section() -> None:
     with st.form("audit_search"):
         text = st.text_input("Business key or trace id", key="audit_query",
                              placeholder="P-17, project_id:P-17 or a 32-digit trace id")
-        st.form_submit_button("Search", type="primary")
+        st.form_submit_button("Show timeline", type="primary")
     if not text.strip():
         st.caption("Search for a project, opportunity, invoice, timesheet or person id to see every system's "
                    "events, the integration spans that carried them, findings and actions, in time order.")

@@ -38,7 +38,7 @@ def filters() -> tuple[dict[str, Any], str]:
     view = top[0].segmented_control("Show", list(VIEWS), default="All findings", key="triage_view") or "All findings"
     sort = top[1].segmented_control("Sort by", list(SORTS), default="Business impact", key="triage_sort")
     key = top[2].text_input("Business key", key="triage_key", placeholder="P-17").strip()
-    row = st.columns(5)
+    row = st.columns([1.6, 1.4, 1.6, 1.2, 1.2])
     status = row[0].multiselect("Status", STATUSES, default=["open", "acknowledged"], key="triage_status")
     kinds = row[1].multiselect("Kind", KINDS, key="triage_kind")
     rules = row[2].multiselect("Rule", rule_names(), key="triage_rule")
@@ -93,8 +93,9 @@ def queue(params: dict[str, Any], sort: str) -> list[dict[str, Any]]:
     total = ui.get("findings", {**params, "limit": 1}, tier="live")["total"]
     pages = max(1, -(-total // PAGE_SIZE))
     head, pager = st.columns([4, 1])
-    head.markdown(f"**{total:,} findings** match; sorted by {sort}, {'highest' if sort == 'impact' else 'oldest'} "
-                  "first. Select rows for a bulk action.")
+    order = "highest" if sort == "impact" else "oldest"
+    head.markdown(f"**{total:,} finding{'s' if total != 1 else ''}** match; sorted by {sort}, {order} first. "
+                  "Select rows for a bulk action.")
     page = pager.number_input(f"Page of {pages}", 1, pages, 1, key="triage_page", label_visibility="collapsed")
     page_params = {**params, "sort": sort, "order": "desc", "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE}
     items = ui.get("findings", page_params, tier="live")["items"]
@@ -145,11 +146,13 @@ def activity(detail: dict[str, Any]) -> None:
 
 
 def detail_panel(items: list[dict[str, Any]]) -> None:
+    by_fp = {f["fingerprint"]: f for f in items}
     chosen = st.session_state.get(SELECTION_KEY) or []
-    index = next((i for i, f in enumerate(items) if f["fingerprint"] in chosen), 0)
-    finding = st.selectbox("Finding", items, index=index, format_func=label, key="triage_finding")
+    index = next((i for i, fp in enumerate(by_fp) if fp in chosen), 0)
+    fingerprint = st.selectbox("Finding", list(by_fp), index=index, format_func=lambda fp: label(by_fp[fp]),
+                               key="triage_finding")
     with ui.api_errors("the finding"):
-        detail = ui.get(f"findings/{finding['fingerprint']}", tier="live")
+        detail = ui.get(f"findings/{fingerprint}", tier="live")
         f = detail["finding"]
         facts = st.columns(4)
         facts[0].metric("Status", f["status"])

@@ -69,3 +69,33 @@ def test_oidc_user_map(tmp_path: Path) -> None:
         load_oidc_users(path)
     with pytest.raises(OidcMappingError, match="cannot read"):
         load_oidc_users(tmp_path / "missing.toml")
+
+
+def test_a_refused_request_shows_the_api_message_not_a_traceback(dashboard_env: SeededApi) -> None:
+    script = f"""
+from dashboards import ui
+from dashboards.client import ApiClient
+from dashboards.session import Session
+import streamlit as st
+
+client = ApiClient({dashboard_env.base_url!r}, {dashboard_env.tokens["ops"]!r})
+st.session_state[ui.SESSION_KEY] = Session(client, client.me(), "form")
+with ui.api_errors("the audit log"):
+    ui.get("audit")
+st.write("the rest of the page still renders")
+"""
+    at = AppTest.from_string(script, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    [warning] = at.warning
+    assert "Your role (ops) may not see the audit log" in warning.value and "audit:read" in warning.value
+    assert at.markdown[-1].value == "the rest of the page still renders"
+
+
+@pytest.mark.parametrize("module", ["dashboards.client", "dashboards.formatting", "dashboards.views.audit",
+                                    "dashboards.views.health"])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0
