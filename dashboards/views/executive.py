@@ -67,7 +67,7 @@ def tile_help(tile: dict[str, Any]) -> str:
 def tiles(summary: dict[str, Any]) -> None:
     revenue_at_risk(summary.get("revenue_at_risk") or [])
     cards = summary["tiles"]
-    per_row = min(len(cards), 5) or 1
+    per_row = min(len(cards), 3) or 1
     for row in range(0, len(cards), per_row):
         for column, tile in zip(st.columns(per_row), cards[row:row + per_row], strict=False):
             color = {"lower": "inverse", "higher": "normal"}.get(tile.get("better") or "", "off")
