@@ -2,7 +2,8 @@
 
 Layout (format `syncwatch-evidence/1`)::
 
-    manifest.json         format, finding fingerprint, who exported it and when, SHA-256 of every other file
+    manifest.json         format, finding fingerprint, who exported it and when, SHA-256 of every other
+                          file, and a seal (SHA-256 of the manifest's own content)
     finding.json          the finding as stored
     events.json           its events from every system (full data), records.json, spans.json
     rule.json             rule name, version, the canonical JSON whose SHA-256 is the version, path, first seen
@@ -11,15 +12,17 @@ Layout (format `syncwatch-evidence/1`)::
     chain.json            the audit chain from the finding's first action to the head at export time:
                           every entry in full (so each hash can be recomputed), head_seq and head_hash
 
-`verify_pack` checks: every file's hash against the manifest and no file outside it; the chain
-segment links and every entry's hash matches its content; it ends at head_hash; actions.json is
-exactly the segment's entries about the finding; the rule's canonical JSON hashes to its version,
-which is the finding's rule_version, and rule.yaml loads to that same version.
+`verify_pack` checks: the manifest's seal, every file's hash against the manifest and no file
+outside it; the chain segment links and every entry's hash matches its content; it ends at
+head_hash; actions.json is exactly the segment's entries about the finding; the rule's canonical
+JSON hashes to its version, which is the finding's rule_version, and rule.yaml loads to that same
+version.
 
 What it proves: nothing in the pack was changed after export (the manifest), and the actions are
 the ones the audit log held, unaltered, up to `head_hash`. Compare head_hash (and head_seq) with
 the live log's entry at that seq (GET /api/v1/audit) or a head recorded elsewhere to pin the
-pack to the real log; the export itself is in the log with the manifest's SHA-256.
+pack to the real log; the export itself is in the log (`evidence_exported`) with the SHA-256 of
+the manifest, which binds every file of the pack to that entry.
 """
 
 from __future__ import annotations
@@ -72,13 +75,20 @@ def build_pack(files: Mapping[str, str], manifest: Mapping[str, Any]) -> tuple[b
     manifest's own SHA-256 (what the audit log records about the export)."""
     encoded = {name: text.encode() for name, text in files.items()}
     listing = {**manifest, "format": FORMAT, "files": {n: sha256(b) for n, b in sorted(encoded.items())}}
-    manifest_bytes = to_json(listing).encode()
+    manifest_bytes = to_json({**listing, "seal": seal(listing)}).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as pack:
         pack.writestr(MANIFEST, manifest_bytes)
         for name, data in sorted(encoded.items()):
             pack.writestr(name, data)
     return buffer.getvalue(), sha256(manifest_bytes)
+
+
+def seal(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 of the manifest's own content (without the seal): an edited manifest shows. Whoever
+    rewrites it whole can recompute this too; the audit log's `evidence_exported` entry holds the
+    SHA-256 of the manifest as exported, which no one can rewrite unnoticed."""
+    return sha256(to_json({k: v for k, v in manifest.items() if k != "seal"}).encode())
 
 
 @dataclass
@@ -137,6 +147,8 @@ def _manifest(contents: dict[str, bytes], report: PackReport) -> dict[str, Any] 
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(files, dict):
         report.fail(f"{MANIFEST} is not a {FORMAT} manifest")
         return None
+    if manifest.get("seal") != seal(manifest):
+        report.fail(f"{MANIFEST} was changed: its seal does not match its content")
     return manifest
 
 

@@ -291,13 +291,13 @@ def get(store: Store, fingerprint: str) -> dict[str, Any] | None:
 
 
 def _act(store: Store, fingerprint: str, action: str, params: dict[str, Any], now: datetime | None,
-         timeout: float = ACTION_LOCK_TIMEOUT_SECONDS) -> str:
+         timeout: float | None = None) -> str:
     allowed, changes = _LIFECYCLE[action]
     found = store.query("SELECT rule FROM findings FINAL WHERE fingerprint = {fp:String}", {"fp": fingerprint})
     if not found:
         raise FindingNotFoundError(f"no finding with fingerprint {fingerprint!r}")
     rule = found[0][0]  # a fingerprint belongs to one rule for good: safe to read before locking
-    with holding(store, rule, timeout):
+    with holding(store, rule, ACTION_LOCK_TIMEOUT_SECONDS if timeout is None else timeout):
         # The status is read under the lock: a run cannot change it between this check and the insert.
         status = store.query("SELECT status FROM findings FINAL WHERE rule = {r:String} AND fingerprint = {fp:String}",
                              {"r": rule, "fp": fingerprint})[0][0]

@@ -17,6 +17,7 @@ from syncwatch.store import Store
 
 router = APIRouter(tags=["audit"])
 MAX_PAGE = 1000
+MAX_OFFSET = 10**12  # beyond any real log; keeps the bound UInt64 parameter in range
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def audit_entries(store: Store, f: AuditFilter, limit: int, offset: int) -> list
 def list_audit(request: Request,
                fingerprint: str | None = Query(None, max_length=128, description="finding fingerprint"),
                actor: str | None = Query(None, max_length=200), action: str | None = Query(None, max_length=64),
-               limit: int = Query(100, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0),
+               limit: int = Query(100, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0, le=MAX_OFFSET),
                _: User = Depends(require("audit:read"))) -> AuditPage:
     store: Store = request.app.state.store
     f = AuditFilter(fingerprint, actor, action)

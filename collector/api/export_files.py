@@ -23,10 +23,12 @@ CSV_BATCH_ROWS = 10_000
 
 def csv_chunks(table: pa.Table) -> Iterator[bytes]:
     """RFC 4180 CSV with a header row, one chunk per batch of rows."""
-    for i, batch in enumerate(table.to_batches(max_chunksize=CSV_BATCH_ROWS) or [table.slice(0, 0)]):
+    batches = table.to_batches(max_chunksize=CSV_BATCH_ROWS)
+    if not batches:  # still a file with its header row
+        batches = [pa.RecordBatch.from_pylist([], schema=table.schema)]
+    for i, batch in enumerate(batches):
         buffer = io.BytesIO()
-        pa_csv.write_csv(pa.Table.from_batches([batch], table.schema), buffer,
-                         pa_csv.WriteOptions(include_header=i == 0))
+        pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=i == 0))
         yield buffer.getvalue()
 
 

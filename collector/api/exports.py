@@ -44,14 +44,15 @@ class FindingsExportQuery(FindingFilter):
 
 
 def findings_export_sql(f: FindingFilter, now: datetime) -> tuple[str, dict[str, Any]]:
+    """The filter applies inside, on the stored columns; the outside flattens keys and systems under
+    the same names (an alias must not shadow a column the filter reads)."""
     where, params = where_sql(f)
-    sql = (f"SELECT fingerprint, toString(rule) AS rule, rule_version, toString(kind) AS kind, field,\n"
-           "       toJSONString(keys) AS keys, arrayStringConcat(systems, ',') AS systems, left_value, right_value,\n"
-           "       toString(severity) AS severity, impact_amount, toString(impact_currency) AS impact_currency,\n"
-           f"       toString({effective_status_sql(_NOW)}) AS status, assignee, silenced_until, first_seen,\n"
-           "       last_seen, resolved_at, toString(resolution) AS resolution, resolution_reason, reopened_count,\n"
-           "       left_trace_id, right_trace_id, detail, updated_at\n"
-           f"FROM findings FINAL WHERE {where}\n"
+    sql = ("SELECT fingerprint, rule, rule_version, kind, field, toJSONString(keys) AS keys,\n"
+           "       arrayStringConcat(systems, ',') AS systems, left_value, right_value, severity, impact_amount,\n"
+           "       impact_currency, effective_status AS status, assignee, silenced_until, first_seen, last_seen,\n"
+           "       resolved_at, resolution, resolution_reason, reopened_count, left_trace_id, right_trace_id,\n"
+           "       detail, updated_at\n"
+           f"FROM (SELECT *, {effective_status_sql(_NOW)} AS effective_status FROM findings FINAL WHERE {where})\n"
            "ORDER BY impact_amount DESC, fingerprint LIMIT {max_rows:UInt32}")
     # DateTime64 parameters are bound as text without a zone: naive UTC
     return sql, {**params, "now": now.astimezone(UTC).replace(tzinfo=None), "max_rows": MAX_ROWS}

@@ -18,6 +18,8 @@ MAX_RANGE = timedelta(days=3 * 366)
 _WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_WINDOW, MAX_WINDOW = timedelta(minutes=1), timedelta(days=90)
+# inside what DateTime64 stores (1900..2299), with room for a previous period before the range
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def bad_parameter(name: str, message: str) -> IngestHTTPError:
@@ -40,7 +42,10 @@ def parse_instant(name: str, text: str | None) -> datetime | None:
     except ValueError:
         raise bad_parameter(name, f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-01 or "
                                   "2026-11-01T00:00:00Z)") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not EARLIEST <= moment < LATEST:
+        raise bad_parameter(name, f"{text!r} is outside {EARLIEST.year}..{LATEST.year - 1}")
+    return moment
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

@@ -13,6 +13,7 @@ from collector.api import (
     findings_routes,
     integration_health,
     kpis,
+    replay_routes,
     rule_health,
     timeline,
 )
@@ -34,10 +35,11 @@ async def me(user: User = Depends(require("kpis:read"))) -> Me:
     return Me(user_id=user.user_id, name=user.name, role=user.role, permissions=allowed)
 
 
+# Bulk action routes come first: /findings/bulk/<action> would otherwise match /findings/{fingerprint}/<action>.
+router.include_router(finding_action_routes.router)
+router.include_router(replay_routes.router)
+router.include_router(findings_routes.router)
 # the query API, one module per area
 for area in (kpis.router, timeline.router, rule_health.router, integration_health.router, audit_log.router,
              evidence.router, exports.router):
     router.include_router(area)
-# Bulk action routes come first: /findings/bulk/<action> would otherwise match /findings/{fingerprint}/<action>.
-router.include_router(finding_action_routes.router)
-router.include_router(findings_routes.router)

@@ -43,7 +43,7 @@ class Story:
     breach: str  # fingerprint of TS-3's time_to_bill finding
 
 
-def _event(type_: str, at: datetime, keys: dict[str, Any], data: dict[str, Any], trace: str = "",
+def event(type_: str, at: datetime, keys: dict[str, Any], data: dict[str, Any], trace: str = "",
            lag: timedelta = timedelta(seconds=30)) -> tuple[Any, ...]:
     system = type_.split(".")[0]
     text = {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in keys.items()}
@@ -52,9 +52,9 @@ def _event(type_: str, at: datetime, keys: dict[str, Any], data: dict[str, Any],
             json.dumps(data), at + lag)
 
 
-def _span(trace: str, span: str, parent: str, name: str, service: str, at: datetime, millis: int,
+def span(trace: str, span_id: str, parent: str, name: str, service: str, at: datetime, millis: int,
           attrs: dict[str, str], error: str = "") -> tuple[Any, ...]:
-    return (at.replace(tzinfo=None), trace, span, parent, name, "Client", service, attrs, millis * 1_000_000,
+    return (at.replace(tzinfo=None), trace, span_id, parent, name, "Client", service, attrs, millis * 1_000_000,
             "Error" if error else "Ok", error)
 
 
@@ -66,27 +66,27 @@ def write_story(store: Store, now: datetime | None = None) -> Story:
     ts = {"project_id": "P-17", "person_id": "E-1"}
     money = {"billable_amount": 500.0, "currency": "EUR"}
     events = [
-        _event("crm.opportunity.won", now - 10 * day, {"opportunity_id": "OPP-1", "client_id": "C-9", "region": "EMEA"},
+        event("crm.opportunity.won", now - 10 * day, {"opportunity_id": "OPP-1", "client_id": "C-9", "region": "EMEA"},
                {"opportunity_id": "OPP-1", "amount": 1000, "currency": "EUR"}, TRACE_OPP1),
-        _event("psa.timesheet.approved", t0, {"timesheet_id": "TS-1", **ts}, money, TRACE_TS1),
-        _event("psa.timesheet.approved", t0 + timedelta(hours=1), {"timesheet_id": "TS-2", **ts}, money),
-        _event("billing.invoice.created", t0 + timedelta(hours=4),
+        event("psa.timesheet.approved", t0, {"timesheet_id": "TS-1", **ts}, money, TRACE_TS1),
+        event("psa.timesheet.approved", t0 + timedelta(hours=1), {"timesheet_id": "TS-2", **ts}, money),
+        event("billing.invoice.created", t0 + timedelta(hours=4),
                {"invoice_id": "INV-1", "project_id": "P-17", "timesheet_ids": ["TS-1", "TS-2"]}, {}, TRACE_INV1),
-        _event("erp.invoice.posted", t0 + timedelta(hours=6), {"invoice_id": "INV-1", "project_id": "P-17"}, {},
+        event("erp.invoice.posted", t0 + timedelta(hours=6), {"invoice_id": "INV-1", "project_id": "P-17"}, {},
                TRACE_INV1, lag=timedelta(minutes=5)),
-        _event("psa.timesheet.approved", old, {"timesheet_id": "TS-3", **ts}, money),
+        event("psa.timesheet.approved", old, {"timesheet_id": "TS-3", **ts}, money),
     ]
     store.insert_rows("events", events, EVENT_COLUMNS)
     sync = "psa-to-billing-sync"
     spans = [
-        _span(TRACE_TS1, "a1b2c3d4e5f60718", "", "sync timesheet", sync, t0 + timedelta(seconds=5), 120,
+        span(TRACE_TS1, "a1b2c3d4e5f60718", "", "sync timesheet", sync, t0 + timedelta(seconds=5), 120,
               {"timesheet.id": "TS-1", "project.id": "P-17", "peer.service": "billing"}),
-        _span(TRACE_TS1, "b1b2c3d4e5f60718", "a1b2c3d4e5f60718", "POST /api/v1/timesheets", sync,
+        span(TRACE_TS1, "b1b2c3d4e5f60718", "a1b2c3d4e5f60718", "POST /api/v1/timesheets", sync,
               t0 + timedelta(seconds=6), 80, {"timesheet.id": "TS-1", "peer.service": "billing"},
               "503 Service Unavailable"),
-        _span(TRACE_INV1, "c1b2c3d4e5f60718", "", "sync invoice", "billing-to-erp-sync", t0 + timedelta(hours=5), 40,
+        span(TRACE_INV1, "c1b2c3d4e5f60718", "", "sync invoice", "billing-to-erp-sync", t0 + timedelta(hours=5), 40,
               {"invoice.id": "INV-1", "peer.service": "erp"}),
-        _span("ffffffffffffffffffffffffffffffff", "d1b2c3d4e5f60718", "", "sync unrelated", "crm-to-erp-sync",
+        span("ffffffffffffffffffffffffffffffff", "d1b2c3d4e5f60718", "", "sync unrelated", "crm-to-erp-sync",
               t0, 10, {"opportunity.id": "OPP-99"}),
     ]
     store.insert_rows("otel_traces", spans, SPAN_COLUMNS)
@@ -122,3 +122,14 @@ def act(store: Store, fingerprint: str, *actions: str) -> None:
     log = AuditLog(store)
     for action in actions:
         log.append("olga", "ops", action, fingerprint, {"note": f"{action} by test"})
+
+
+def tokens(app: Any) -> dict[str, str]:
+    """One user token per role, made through the app's user directory."""
+    from collector.api.access import ROLES
+
+    return {role: app.state.users.create(f"{role} tester", role)[1] for role in ROLES}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
