@@ -16,6 +16,7 @@ import streamlit as st
 
 from dashboards import ui
 from dashboards.client import ApiError
+from dashboards.formatting import instant, money
 
 FEEDBACK_KEY = "sw_action_feedback"
 
@@ -42,10 +43,12 @@ ACTIONS = {
                    ":material/notifications_off:"),
         ActionSpec("resolve", "Resolve", "findings:act", frozenset({"open", "acknowledged", "silenced"}),
                    ":material/check_circle:"),
+        ActionSpec("replay", "Replay", "findings:act", frozenset({"open", "acknowledged", "silenced"}),
+                   ":material/send:"),
     )
 }
 BUTTONS = ("acknowledge", "recheck", "reopen")
-FORMS = ("assign", "annotate", "silence", "resolve")
+FORMS = ("assign", "annotate", "silence", "resolve", "replay")
 
 
 def allowed(action: str, status: str | None = None) -> bool:
@@ -80,7 +83,7 @@ def _refused(exc: ApiError, label: str) -> None:
     elif exc.status == 503:
         _remember("warning", f"{label} could not run now (a rule run holds the finding): {exc.message}. Try again.")
     elif exc.forbidden:
-        _remember("error", f"Your role may not {label.lower()}: {exc.message}")
+        _remember("error", f"{label} refused: {exc.message}")
     else:
         _remember("error", f"{label} failed: {exc.message}")
 
@@ -88,15 +91,40 @@ def _refused(exc: ApiError, label: str) -> None:
 def perform(fingerprint: str, action: str, body: dict[str, Any] | None = None) -> None:
     label = ACTIONS[action].label
     try:
-        result = ui.client().act(fingerprint, action, body)
+        if action == "replay":
+            _report_replay(ui.client().replay(fingerprint, **(body or {})))
+        else:
+            result = ui.client().act(fingerprint, action, body)
+            outcome = "" if result["outcome"] == "ok" else f" ({result['outcome']})"
+            _remember("success", f"{label}{outcome}: the finding is now **{result['status']}** "
+                                 f"(audit entry #{result['audit_seq']}).")
     except ApiError as exc:
         _refused(exc, label)
-    else:
-        outcome = "" if result["outcome"] == "ok" else f" ({result['outcome']})"
-        _remember("success", f"{label}{outcome}: the finding is now **{result['status']}** "
-                             f"(audit entry #{result['audit_seq']}).")
     ui.bump_epoch()
     st.rerun()
+
+
+REPLAY_LEVELS = {"dry_run": "success", "delivered": "success", "pending_approval": "warning", "failed": "error",
+                 "rejected": "warning", "delivering": "warning"}
+
+
+def replay_requests(replay: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a replay sends (or would send) where, one row per request, with its delivery result."""
+    results = {r.get("idempotency_key"): r for r in replay.get("results") or []}
+    rows = []
+    for request in replay.get("requests") or []:
+        result = results.get(request.get("idempotency_key"), {})
+        rows.append({"event": request.get("event_type"), "event id": request.get("event_id"),
+                     "method": request.get("method"), "url": request.get("url"),
+                     "idempotency key": request.get("idempotency_key"),
+                     "answer": result.get("status", ""), "error": result.get("error", "")})
+    return rows
+
+
+def _report_replay(replay: dict[str, Any]) -> None:
+    _remember(REPLAY_LEVELS.get(replay["state"], "warning"),
+              f"Replay {replay['replay_id']} to **{replay['target']}** ({replay['state'].replace('_', ' ')}): "
+              f"{replay['message']}", replay_requests(replay))
 
 
 def perform_bulk(action: str, selection: dict[str, Any], body: dict[str, Any] | None = None) -> None:
@@ -132,6 +160,12 @@ def _form_fields(action: str, key: str) -> dict[str, Any] | None:
     if action == "resolve":
         reason = st.text_input("Reason (what was fixed where)", key=f"{key}_reason").strip()
         return {"reason": reason} if reason else None
+    if action == "replay":
+        target = st.text_input("Target system", key=f"{key}_target",
+                               placeholder="empty: the system missing the data").strip()
+        force = st.checkbox("Force: replay again although an earlier replay was delivered", key=f"{key}_force")
+        dry_run = st.checkbox("Dry run: only show what would be sent where", value=True, key=f"{key}_dry_run")
+        return {"dry_run": dry_run, "force": force, **({"target": target} if target else {})}
     return {}
 
 
@@ -174,3 +208,36 @@ def bulk(selection: dict[str, Any], count: int) -> None:
             st.warning("Fill in the fields first.")
         else:
             perform_bulk(action, selection, body)
+
+
+def approvals() -> None:
+    """Replays waiting for a second ops user (four-eyes): approve (then delivered) or reject."""
+    pending = ui.get("replays", {"state": "pending_approval"}, tier="live")
+    if not pending:
+        st.caption("No replay is waiting for approval.")
+        return
+    for replay in pending:
+        box = st.container(border=True)
+        box.markdown(f"**{replay['rule']}** · {money(replay['impact_amount'], replay['impact_currency'])} · "
+                     f"{len(replay['requests'])} request(s) to **{replay['target']}**, requested by "
+                     f"{replay['requested_by']} at {instant(replay['requested_at'])}")
+        box.dataframe(pd.DataFrame(replay_requests(replay)), hide_index=True, width="stretch")
+        if not allowed("replay"):
+            continue
+        approve, reject, reason = box.columns([1, 1, 3])
+        why = reason.text_input("Reason to reject", key=f"reject_reason_{replay['replay_id']}",
+                                label_visibility="collapsed", placeholder="reason to reject")
+        if approve.button("Approve", key=f"approve_{replay['replay_id']}", type="primary", icon=":material/done_all:"):
+            _decide(replay["replay_id"], True)
+        if reject.button("Reject", key=f"reject_{replay['replay_id']}", icon=":material/block:"):
+            _decide(replay["replay_id"], False, why.strip() or "rejected in the triage view")
+
+
+def _decide(replay_id: str, approve: bool, reason: str = "") -> None:
+    label = "Approval" if approve else "Rejection"
+    try:
+        _report_replay(ui.client().decide_replay(replay_id, approve, reason))
+    except ApiError as exc:
+        _refused(exc, label)
+    ui.bump_epoch()
+    st.rerun()

@@ -138,3 +138,16 @@ class ApiClient:
         """POST /findings/bulk/{action}: `body` holds `fingerprints` or `filter` plus the action's fields;
         answers a BulkResult with one outcome per finding."""
         return self.post(f"findings/bulk/{action}", dict(body), timeout=SLOW_TIMEOUT)
+
+    def replay(self, fingerprint: str, *, dry_run: bool = True, force: bool = False,
+               target: str | None = None) -> dict[str, Any]:
+        """POST /findings/{fp}/replay: a dry run unless `dry_run` is false; answers the replay (its
+        state says delivered, failed, or pending_approval when a second ops user must approve)."""
+        body = {"dry_run": dry_run, "force": force, **({"target": target} if target else {})}
+        return self.post(f"findings/{fingerprint}/replay", body, timeout=SLOW_TIMEOUT)
+
+    def decide_replay(self, replay_id: str, approve: bool, reason: str = "") -> dict[str, Any]:
+        """POST /replays/{id}/approve (then it is delivered) or /reject with a reason."""
+        if approve:
+            return self.post(f"replays/{replay_id}/approve", {}, timeout=SLOW_TIMEOUT)
+        return self.post(f"replays/{replay_id}/reject", {"reason": reason})

@@ -1,8 +1,9 @@
 """What every page shares: the signed-in API client, cached reads, refresh, and error messages.
 
 Reads are cached per (API, token, path, parameters, refresh epoch) with a TTL that fits how fast the
-data moves. The epoch belongs to one browser session: "Refresh now", auto-refresh and every action
-bump it, so that session sees fresh data at once without emptying anyone else's cache.
+data moves. Sessions of one user share entries until one of them refreshes: "Refresh now",
+auto-refresh and every action give that session a new epoch, so it sees fresh data at once without
+emptying anyone else's cache.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def epoch() -> int:
 
 
 def bump_epoch() -> None:
-    """Make this session's next reads bypass the cache (after an action or a refresh)."""
-    st.session_state[EPOCH_KEY] = epoch() + 1
+    """Make this session's next reads bypass the cache (after an action or a refresh). The new epoch
+    is unique, never the next integer: another session's entries under that number may be stale."""
+    st.session_state[EPOCH_KEY] = time.time_ns()
 
 
 def _fetch(base_url: str, token: str, path: str, params: tuple[tuple[str, Any], ...]) -> Any:

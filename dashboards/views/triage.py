@@ -223,11 +223,13 @@ def main() -> None:
         items = queue(params, sort)
         if not items:
             return
-        details, many = st.tabs(["Finding detail", "Bulk action"])
+        details, many, waiting = st.tabs(["Finding detail", "Bulk action", "Replays awaiting approval"])
         with details:
             detail_panel(items)
         with many:
             bulk_panel(params, items)
+        with waiting, ui.api_errors("the replays awaiting approval"):
+            actions.approvals()
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; tests import its helpers

@@ -9,13 +9,16 @@ Tests that act on findings pick different findings, so sharing the server is saf
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -32,6 +35,41 @@ from syncwatch.store import Store
 from tests.conftest import ADMIN_TOKEN, REPO, free_port
 
 FEED_DAYS = 120
+REPLAY_TARGETS = ("erp", "psa", "billing", "hris")
+
+
+class Receiver:
+    """The inbound endpoints of the target systems, on loopback: each replayed request is recorded
+    (path, Idempotency-Key, CloudEvent) and answered 202, as a receiving system would."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"path": self.path, "idempotency_key": self.headers.get("Idempotency-Key"),
+                                 "event": json.loads(body or b"{}")})
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def environment(self) -> dict[str, str]:
+        """The variables rules/replay.yaml expands into its targets' URLs and bearer tokens."""
+        env = {f"SYNCWATCH_REPLAY_{system.upper()}_URL": f"{self.url}/{system}" for system in REPLAY_TARGETS}
+        tokens = {f"SYNCWATCH_REPLAY_{system.upper()}_TOKEN": f"{system}-token" for system in REPLAY_TARGETS}
+        return env | tokens
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 @dataclass
@@ -40,7 +78,8 @@ class SeededApi:
     app: FastAPI
     store: Store
     settings: Settings
-    tokens: dict[str, str] = field(default_factory=dict)  # role -> user token
+    receiver: Receiver
+    tokens: dict[str, str] = field(default_factory=dict)  # role -> user token, plus "ops2": a second ops user
 
     def query(self, sql: str, **params: object) -> list[tuple[object, ...]]:
         return [tuple(r) for r in self.store.query(sql, params or None)]
@@ -77,12 +116,18 @@ def seeded_api(chdb_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
-    api = SeededApi(f"http://127.0.0.1:{port}", app, store, settings)
+    receiver = Receiver()
+    api = SeededApi(f"http://127.0.0.1:{port}", app, store, settings, receiver)
     seed(app, api.base_url)
     api.tokens = {role: app.state.users.create(f"{role} tester", role)[1] for role in ROLES}
-    yield api
+    api.tokens["ops2"] = app.state.users.create("ops reviewer", "ops")[1]
+    with pytest.MonkeyPatch.context() as patch:  # replay.yaml reads its target URLs when a replay is planned
+        for name, value in receiver.environment().items():
+            patch.setenv(name, value)
+        yield api
     server.should_exit = True
     thread.join(timeout=30)
+    receiver.close()
     store.command(f"DROP DATABASE IF EXISTS `{database}`")
     store.close()
 

