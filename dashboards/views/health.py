@@ -18,7 +18,7 @@ STATUS_ICONS = {"ok": ":green[:material/check_circle:]", "failing": ":red[:mater
                 "stale": ":orange[:material/schedule:]", "never_run": ":gray[:material/radio_button_unchecked:]"}
 STATUS_COLORS = {"ok": "#dff3e4", "failing": "#fde2e1", "stale": "#fff1d6", "never_run": "#eeeeee",
                  "disabled": "#eeeeee"}
-WINDOWS = ("15m", "1h", "24h", "7d")
+WINDOWS = ("15m", "1h", "24h", "7d", "30d")
 LAG_COLUMNS = {"sync_lag_p50_s": "p50", "sync_lag_p95_s": "p95"}
 
 
