@@ -21,6 +21,7 @@ from syncwatch.settings import Settings
 TOKEN_KEY = "sw_token"
 SIGNED_OUT_KEY = "sw_signed_out"
 NOTICE_KEY = "sw_sign_in_notice"
+WHO_TTL = 15
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def current(settings: Settings, http: object | None = None) -> Session | None:
     token, source = found
     client = ApiClient(settings.base_url, token, http=http)  # type: ignore[arg-type]
     try:
-        me = client.me()
+        me = _who(settings.base_url, token)
     except ApiError as exc:
         if exc.unauthorized or exc.forbidden:
             st.session_state.pop(TOKEN_KEY, None)
@@ -104,6 +105,17 @@ def current(settings: Settings, http: object | None = None) -> Session | None:
             return None
         raise
     return Session(client, me, source)
+
+
+@st.cache_data(ttl=WHO_TTL, show_spinner=False, max_entries=1024)
+def _who(base_url: str, token: str) -> Me:
+    """GET /me, cached briefly: every rerun needs it, a revoked token is refused within WHO_TTL
+    (the API refuses it at once for every other request)."""
+    client = ApiClient(base_url, token)
+    try:
+        return client.me()
+    finally:
+        client.close()
 
 
 def sign_in(token: str) -> None:

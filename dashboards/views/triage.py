@@ -90,7 +90,7 @@ def _remember_selection(items: list[dict[str, Any]]) -> None:
 
 
 def queue(params: dict[str, Any], sort: str) -> list[dict[str, Any]]:
-    total = ui.get("findings", {**params, "limit": 1}, tier="live")["total"]
+    total = ui.get("findings", {**params, "limit": 1}, tier="live")["total"]  # shared with bulk_panel's count
     pages = max(1, -(-total // PAGE_SIZE))
     head, pager = st.columns([4, 1])
     order = "highest" if sort == "impact" else "oldest"
