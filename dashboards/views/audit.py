@@ -32,8 +32,26 @@ def selector(text: str) -> dict[str, list[str]]:
     return {"trace_id": [text.lower()]} if TRACE_ID.match(text) else {"key": [text]}
 
 
+def _pick() -> None:
+    st.session_state["audit_query"] = st.session_state.get("audit_pick") or ""
+
+
+def suggestions() -> None:
+    """The objects of the findings with the most business impact, one click away."""
+    if not ui.me().may("findings:read"):
+        return
+    try:
+        items = ui.get("findings", {"status": ["open", "acknowledged"], "limit": 8}, tier="live")["items"]
+    except ApiError:
+        return  # only a shortcut: the search box works without it
+    options = list(dict.fromkeys(f"{name}:{value}" for f in items for name, value in sorted(f["keys"].items())[:1]))
+    if options:
+        st.pills("Or follow the object of a high-impact finding", options, key="audit_pick", on_change=_pick)
+
+
 def timeline_section() -> None:
     st.subheader("Follow a business object")
+    suggestions()
     with st.form("audit_search"):
         text = st.text_input("Business key or trace id", key="audit_query",
                              placeholder="P-17, project_id:P-17 or a 32-digit trace id")

@@ -95,3 +95,13 @@ def test_a_tampered_audit_row_shows_the_chain_broken(live_server: LiveServer,
 def test_search_text_means_a_trace_id_or_a_key() -> None:
     assert selector("4BF92F3577B34DA6A3CE929D0E0E4736") == {"trace_id": ["4bf92f3577b34da6a3ce929d0e0e4736"]}
     assert selector("project_id:P-17") == {"key": ["project_id:P-17"]}
+
+
+def test_a_high_impact_finding_is_one_click_away(dashboard_env: SeededApi) -> None:
+    at = signed_in(dashboard_env, "auditor", "audit")
+    picks = at.pills(key="audit_pick")
+    first = picks.options[0]
+    picks.set_value(first).run()
+    assert_clean(at)
+    assert at.text_input(key="audit_query").value == first
+    assert element_types(at)["vega_lite_chart"] == 1
