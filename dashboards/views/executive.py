@@ -37,7 +37,11 @@ def kpi(name: str, period: dict[str, str], **view: str) -> dict[str, Any]:
 STAT_LABELS = {"p50": "median", "p90": "p90", "mean": "mean"}
 
 
-def title_of(name: str) -> str:
+def title_of(name: str, unit: str = "") -> str:
+    """A KPI's name as a title, without a trailing unit (the value carries it): time_to_bill_hours ->
+    'Time to bill'."""
+    if unit and name.endswith(f"_{unit}"):
+        name = name[: -len(unit) - 1]
     return name.replace("_", " ").capitalize()
 
 
@@ -71,7 +75,7 @@ def tiles(summary: dict[str, Any]) -> None:
     for row in range(0, len(cards), per_row):
         for column, tile in zip(st.columns(per_row), cards[row:row + per_row], strict=False):
             color = {"lower": "inverse", "higher": "normal"}.get(tile.get("better") or "", "off")
-            column.metric(title_of(tile["name"]), kpi_value(tile["value"], tile["unit"]),
+            column.metric(title_of(tile["name"], tile["unit"]), kpi_value(tile["value"], tile["unit"]),
                           kpi_change(tile["change"], tile["unit"], tile["value"]), delta_color=color, border=True,
                           help=tile_help(tile))
 

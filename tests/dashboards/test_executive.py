@@ -26,9 +26,12 @@ def test_tiles_show_every_kpi_with_its_change_and_revenue_at_risk(dashboard_env:
     assert labels[0] == "Revenue at risk"
     top = max(expected["revenue_at_risk"], key=lambda r: r["amount"])
     assert at.metric[0].value == f"{top['currency']} {top['amount']:,.0f}"
+    from dashboards.views.executive import title_of
+
     tiles = {m.label: m for m in at.metric[1:len(expected["tiles"]) + 1]}
+    assert "Time to bill" in tiles
     for tile in expected["tiles"]:
-        shown = tiles[tile["name"].replace("_", " ").capitalize()]
+        shown = tiles[title_of(tile["name"], tile["unit"])]
         assert shown.value != "no data" or tile["value"] is None
         if tile["change"] is not None:
             assert shown.delta, f"{tile['name']} shows no change against the previous period"
