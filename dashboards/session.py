@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import streamlit as st
 
 from dashboards.client import ApiClient, ApiError, Me
@@ -89,13 +90,13 @@ def _token(settings: Settings) -> tuple[str, str] | None:
     return None
 
 
-def current(settings: Settings, http: object | None = None) -> Session | None:
+def current(settings: Settings, http: httpx.Client | None = None) -> Session | None:
     """The signed-in session, or None (then the app shows the sign-in page)."""
     found = _token(settings)
     if found is None:
         return None
     token, source = found
-    client = ApiClient(settings.base_url, token, http=http)  # type: ignore[arg-type]
+    client = ApiClient(settings.base_url, token, http=http)
     try:
         me = _who(settings.base_url, token)
     except ApiError as exc:
