@@ -20,7 +20,9 @@ from typing import Any
 from syncwatch.store import Store
 
 STATES = ("dry_run", "pending_approval", "delivering", "delivered", "failed", "rejected")
-IN_FLIGHT = ("pending_approval", "delivering")
+# A delivery takes at most replay.TOTAL_BUDGET_SECONDS; one still 'delivering' long after that was cut
+# short (the process stopped) and must not block the finding's replays for ever.
+STALE_DELIVERY = timedelta(minutes=10)
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -97,9 +99,11 @@ def listing(store: Store, state: str | None, fingerprint: str | None, limit: int
                    {"state": state or "", "fp": fingerprint or ""}, limit)
 
 
-def repeat_refusal(previous: list[ReplayRecord], force: bool) -> str:
+def repeat_refusal(previous: list[ReplayRecord], force: bool, now: datetime | None = None) -> str:
     """Why a new (non-dry) replay of a finding with these earlier replays must not start; '' if it may."""
-    busy = next((r for r in previous if r.state in IN_FLIGHT), None)
+    moment = now or datetime.now(UTC)
+    busy = next((r for r in previous if r.state == "pending_approval" or (
+        r.state == "delivering" and moment - _aware(r.updated_at) < STALE_DELIVERY)), None)
     if busy is not None:
         what = "awaits approval" if busy.state == "pending_approval" else "is being delivered"
         return f"replay {busy.replay_id} of this finding {what}; approve or reject it first"

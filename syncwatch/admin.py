@@ -8,6 +8,7 @@ file the server wrote into the data directory.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import os
 import secrets
 from datetime import datetime
@@ -30,16 +31,26 @@ class Admin(Protocol):
                    expires_at: datetime | None) -> tuple[str, str]: ...
     def list_keys(self) -> list[dict[str, Any]]: ...
     def revoke_key(self, key_id: str) -> bool: ...
+    def create_user(self, name: str, role: str) -> tuple[str, str]: ...
+    def list_users(self) -> list[dict[str, Any]]: ...
+    def revoke_user(self, user_id: str) -> bool: ...
     def close(self) -> None: ...
 
 
 class DirectAdmin:
     def __init__(self, store: Store) -> None:
-        from collector.auth import KeyRing  # the CLI is the composition root; the core stays collector-free
+        # the CLI is the composition root; the core stays collector- and reconciler-free
+        from collector.api.access import UserDirectory
+        from collector.auth import KeyRing
+        from reconciler.audit import AuditLog
 
         self.store = store
         schema.migrate(store)
         self.keys = KeyRing(store)
+        self.users = UserDirectory(store)
+        self.audit = AuditLog(store)
+        # user changes made straight on the store are audited like the API's, under the OS account
+        self.actor = f"cli:{getpass.getuser()}"
 
     def query(self, sql: str) -> tuple[list[str], list[list[Any]]]:
         self.store.query("SELECT formatQuery({q:String})", {"q": sql})
@@ -55,6 +66,25 @@ class DirectAdmin:
 
     def revoke_key(self, key_id: str) -> bool:
         return self.keys.revoke(key_id)
+
+    def create_user(self, name: str, role: str) -> tuple[str, str]:
+        user, token = self.users.create(name, role)
+        self.audit.append(self.actor, "admin", "user_created", "",
+                          {"user_id": user.user_id, "name": user.name, "role": user.role}, "ok")
+        return user.user_id, token
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return self.users.list()
+
+    def revoke_user(self, user_id: str) -> bool:
+        known = {u["user_id"]: u for u in self.users.list()}
+        if user_id not in known:
+            return False
+        if known[user_id]["revoked_at"] is None:
+            self.users.revoke(user_id)
+            self.audit.append(self.actor, "admin", "user_revoked", "",
+                              {"user_id": user_id, "name": known[user_id]["name"]}, "ok")
+        return True
 
     def close(self) -> None:
         self.store.close()
@@ -92,6 +122,21 @@ class HttpAdmin:
 
     def revoke_key(self, key_id: str) -> bool:
         return self._call("DELETE", f"/api/v1/admin/keys/{key_id}") is not None
+
+    def create_user(self, name: str, role: str) -> tuple[str, str]:
+        body = self._call("POST", "/api/v1/users", json={"name": name, "role": role})
+        return body["user_id"], body["token"]
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/v1/users")
+
+    def revoke_user(self, user_id: str) -> bool:
+        try:
+            return self._call("DELETE", f"/api/v1/users/{user_id}") is not None
+        except SyncwatchError as exc:
+            if "(409)" in str(exc):  # already revoked: the outcome the caller asked for
+                return True
+            raise
 
     def close(self) -> None:
         self.http.close()

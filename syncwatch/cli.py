@@ -215,6 +215,58 @@ def keys_revoke(key_id: str) -> None:
 
 
 @main.group()
+def users() -> None:
+    """Create, list and revoke the people who use the query and action API (tokens stored hashed)."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["executive", "ops", "auditor", "admin"]),
+              help="executive: KPIs; ops: findings and actions; auditor: timelines, audit log, exports; admin: users.")
+def users_create(name: str, role: str) -> None:
+    """Create a user NAME and print its token once."""
+    from syncwatch.admin import connect
+
+    admin = connect(_settings())
+    try:
+        user_id, token = admin.create_user(name, role)
+    except ValueError as exc:
+        raise SyncwatchError(str(exc)) from exc
+    finally:
+        admin.close()
+    click.echo(f"user_id: {user_id}\ntoken:   {token}\n(the token is shown only now; hand it over as a secret)")
+
+
+@users.command("list")
+def users_list() -> None:
+    """List users and their roles (never their tokens)."""
+    from syncwatch.admin import connect
+
+    admin = connect(_settings())
+    try:
+        rows = admin.list_users()
+    finally:
+        admin.close()
+    columns = ["user_id", "name", "role", "revoked_at"]
+    _print_table(columns, [[r[c] if r[c] is not None else "" for c in columns] for r in rows])
+
+
+@users.command("revoke")
+@click.argument("user_id")
+def users_revoke(user_id: str) -> None:
+    """Revoke a user; requests with its token are refused (401) from the next refresh on."""
+    from syncwatch.admin import connect
+
+    admin = connect(_settings())
+    try:
+        if not admin.revoke_user(user_id):
+            raise SyncwatchError(f"no user {user_id!r}; `syncwatch users list` shows them")
+    finally:
+        admin.close()
+    click.echo(f"revoked {user_id}")
+
+
+@main.group()
 def rules() -> None:
     """Check rule packs and explain what a rule compares."""
 

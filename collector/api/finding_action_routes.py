@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from collector.api import finding_actions
 from collector.api.access import User, require
@@ -36,11 +35,11 @@ from collector.api.action_bodies import (
 from collector.api.finding_actions import Outcome
 from collector.api.findings_query import get_finding, select_fingerprints
 from collector.api.findings_routes import Fingerprint
+from collector.api.in_thread import RETRY_AFTER_SECONDS, in_thread
 from collector.api.rule_catalog import catalog_of
 from collector.errors import IngestHTTPError
 
 router = APIRouter(tags=["finding actions"])
-RETRY_AFTER_SECONDS = "5"
 _CODES = {404: "not_found", 409: "conflict", 503: "busy"}
 
 
@@ -65,7 +64,7 @@ async def _single(request: Request, user: User, action: str, fingerprint: str,
     def work() -> ActionResult:
         return _answer(state, finding_actions.act(state.store, state.audit, user, action, fingerprint, parameters))
 
-    return await run_in_threadpool(work)
+    return await in_thread(work)
 
 
 def selected(state: Any, selection: Selection) -> list[str]:
@@ -104,7 +103,7 @@ async def _bulk(request: Request, user: User, action: str, body: Selection, para
                         for fp in fingerprints]
         return summarize(action, batch, outcomes)
 
-    return await run_in_threadpool(work)
+    return await in_thread(work)
 
 
 # -- many findings (registered before /findings/{fingerprint}/..., which "bulk" would match) ----------
@@ -202,4 +201,4 @@ async def recheck(fingerprint: Fingerprint, request: Request, body: Empty | None
         [outcome] = finding_actions.recheck_findings(state.store, state.audit, user, catalog, [fingerprint])
         return _answer(state, outcome)
 
-    return await run_in_threadpool(work)
+    return await in_thread(work)

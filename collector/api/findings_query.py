@@ -11,7 +11,7 @@ that talks to the store; the findings routes and the exports both call it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -48,6 +48,19 @@ def _split(value: Any) -> Any:
 
 
 Term = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+MAX_AGE = timedelta(days=36500)
+
+
+def _not_overflowing(value: Any) -> Any:
+    """Refuse numbers too large for a timedelta before the duration parser meets them (it would overflow)."""
+    digits = value if isinstance(value, str) else str(value) if isinstance(value, int) else ""
+    if sum(c.isdigit() for c in digits) > 12:
+        raise ValueError(f"{str(value)[:40]!r} is too long ago: ages go back at most {MAX_AGE.days} days")
+    return value
+
+
+# The rule language's duration ('90s', '2h', '3d', '1w', '1d12h'), bounded to a century.
+Age = Annotated[Duration, BeforeValidator(_not_overflowing), Field(le=MAX_AGE)]
 
 
 StatusList = Annotated[list[Status], BeforeValidator(_split), Field(max_length=100)]
@@ -66,8 +79,8 @@ class FindingFilter(BaseModel):
     kind: KindList | None = Field(None, description="Finding kind(s), e.g. missing_right, mismatch, stuck.")
     system: TermList | None = Field(None, description="A system involved in the finding (crm, psa, erp...).")
     severity: SeverityList | None = Field(None, description="Severity of the rule that found it.")
-    min_age: Duration | None = Field(None, description="At least this old (since first seen), e.g. 2h, 3d, 1w.")
-    max_age: Duration | None = Field(None, description="At most this old (since first seen), e.g. 30m, 1d.")
+    min_age: Age | None = Field(None, description="At least this old (since first seen), e.g. 2h, 3d, 1w.")
+    max_age: Age | None = Field(None, description="At most this old (since first seen), e.g. 30m, 1d.")
     key: Term | None = Field(None, description="A business key value (P-17, OPP-3...): matches any key of the "
                              "finding.")
     assignee: Term | None = Field(None, description="Assigned to this person, or 'team:<name>' for a team.")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from collector.api import finding_context
 from collector.api.access import User, require
@@ -20,6 +19,7 @@ from collector.api.findings_query import (
     get_finding,
     list_findings,
 )
+from collector.api.in_thread import in_thread
 from collector.api.rule_catalog import catalog_of
 from collector.errors import IngestHTTPError
 
@@ -46,7 +46,7 @@ class FindingsQuery(FindingFilter):
 async def findings_page(query: Annotated[FindingsQuery, Query()],
                         request: Request, _: User = Depends(require("findings:read"))) -> FindingPage:
     store = request.app.state.store
-    return await run_in_threadpool(list_findings, store, query.filter(), query.sort, query.order, query.limit,
+    return await in_thread(list_findings, store, query.filter(), query.sort, query.order, query.limit,
                                    query.offset)
 
 
@@ -55,14 +55,14 @@ async def findings_page(query: Annotated[FindingsQuery, Query()],
 async def finding_detail(fingerprint: Fingerprint, request: Request,
                          _: User = Depends(require("findings:read"))) -> FindingDetail:
     state = request.app.state
-    return await run_in_threadpool(_detail, state, fingerprint)
+    return await in_thread(_detail, state, fingerprint)
 
 
-def _detail(state: object, fingerprint: str) -> FindingDetail:
-    finding = get_finding(state.store, fingerprint)  # type: ignore[attr-defined]
+def _detail(state: Any, fingerprint: str) -> FindingDetail:
+    finding = get_finding(state.store, fingerprint)
     if finding is None:
         raise IngestHTTPError(404, "not_found", f"no finding with fingerprint {fingerprint!r}")
-    catalog = catalog_of(state, state.settings.rules_dir)  # type: ignore[attr-defined]
+    catalog = catalog_of(state, state.settings.rules_dir)
     loaded = catalog.get(finding.rule)
-    entries = state.audit.entries(fingerprint=fingerprint)  # type: ignore[attr-defined]
+    entries = state.audit.entries(fingerprint=fingerprint)
     return finding_context.detail(finding, loaded, "" if loaded else catalog.why_missing(finding.rule), entries)

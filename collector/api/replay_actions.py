@@ -64,7 +64,7 @@ def view(rec: ReplayRecord) -> ReplayView:
 def _config(rules_dir: Path) -> ReplayConfig:
     try:
         return load_replay(rules_dir)
-    except ReplayConfigError as exc:
+    except (ReplayConfigError, OSError, OverflowError) as exc:  # an operator's file: say what is wrong, no 500
         raise ReplayRefusedError(503, f"replays are unavailable: {exc}") from exc
 
 

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from starlette.concurrency import run_in_threadpool
 
 from collector.api import replay_actions
 from collector.api.access import User, require
@@ -22,6 +21,7 @@ from collector.api.action_bodies import BulkReplay, BulkResult, ReplayBody, Text
 from collector.api.finding_action_routes import selected, summarize
 from collector.api.finding_actions import Outcome
 from collector.api.findings_routes import Fingerprint
+from collector.api.in_thread import in_thread
 from collector.api.replay_actions import ReplayView
 from collector.api.rule_catalog import catalog_of
 from collector.errors import IngestHTTPError
@@ -45,7 +45,7 @@ def _http(exc: ReplayRefusedError) -> IngestHTTPError:
 
 async def _call(fn: Any, *args: Any) -> Any:
     try:
-        return await run_in_threadpool(fn, *args)
+        return await in_thread(fn, *args)
     except ReplayRefusedError as exc:
         raise _http(exc) from exc
 
@@ -74,7 +74,7 @@ async def bulk_replay(body: BulkReplay, request: Request, user: User = Depends(r
             ids[fp] = replayed.replay_id
         return summarize("replay", batch, outcomes, ids)
 
-    return await run_in_threadpool(work)
+    return await in_thread(work)
 
 
 @router.post("/findings/{fingerprint}/replay", response_model=ReplayView,
@@ -109,13 +109,13 @@ async def list_replays(request: Request,
                        fingerprint: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                        _: User = Depends(require("findings:read"))) -> list[ReplayView]:
-    rows = await run_in_threadpool(replay_store.listing, request.app.state.store, state, fingerprint, limit)
+    rows = await in_thread(replay_store.listing, request.app.state.store, state, fingerprint, limit)
     return [replay_actions.view(r) for r in rows]
 
 
 @router.get("/replays/{replay_id}", response_model=ReplayView, summary="One replay: its plan, state and results")
 async def get_replay(replay_id: ReplayId, request: Request, _: User = Depends(require("findings:read"))) -> ReplayView:
-    found = await run_in_threadpool(replay_store.get, request.app.state.store, replay_id)
+    found = await in_thread(replay_store.get, request.app.state.store, replay_id)
     if found is None:
         raise IngestHTTPError(404, "not_found", f"no replay {replay_id!r}")
     return replay_actions.view(found)

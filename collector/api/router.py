@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from collector.api import (
@@ -16,6 +17,7 @@ from collector.api import (
     replay_routes,
     rule_health,
     timeline,
+    users_routes,
 )
 from collector.api.access import PERMISSIONS, User, require
 
@@ -35,10 +37,18 @@ async def me(user: User = Depends(require("kpis:read"))) -> Me:
     return Me(user_id=user.user_id, name=user.name, role=user.role, permissions=allowed)
 
 
+def _document_user_auth(api: APIRouter) -> APIRouter:
+    """Every /api/v1 route authorizes with a user token (collector.api.access.require): say so in OpenAPI."""
+    for route in api.routes:
+        if isinstance(route, APIRoute) and "security" not in (route.openapi_extra or {}):
+            route.openapi_extra = {**(route.openapi_extra or {}), "security": [{"userToken": []}]}
+    return api
+
+
+_document_user_auth(router)
 # Bulk action routes come first: /findings/bulk/<action> would otherwise match /findings/{fingerprint}/<action>.
-router.include_router(finding_action_routes.router)
-router.include_router(replay_routes.router)
-router.include_router(findings_routes.router)
+for _module in (finding_action_routes, replay_routes, findings_routes, users_routes):
+    router.include_router(_document_user_auth(_module.router))
 # the query API, one module per area
 for area in (kpis.router, timeline.router, rule_health.router, integration_health.router, audit_log.router,
              evidence.router, exports.router):

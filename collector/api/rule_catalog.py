@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from reconciler.errors import RuleError
 from reconciler.loader import LoadedRule, load_rules
@@ -40,10 +41,13 @@ class RuleCatalog:
             return self._rules
 
 
-def catalog_of(state: object, rules_dir: Path) -> RuleCatalog:
+_creating = threading.Lock()
+
+
+def catalog_of(state: Any, rules_dir: Path) -> RuleCatalog:
     """The app's catalog (kept on app.state), created on first use."""
-    found = getattr(state, "rule_catalog", None)
-    if found is None:
-        found = RuleCatalog(rules_dir)
-        state.rule_catalog = found  # type: ignore[attr-defined]
+    with _creating:
+        found = getattr(state, "rule_catalog", None)
+        if found is None:
+            found = state.rule_catalog = RuleCatalog(rules_dir)
     return found

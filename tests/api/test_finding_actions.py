@@ -271,3 +271,20 @@ def test_recheck_of_psa_project_keys_written_after_the_run(people: People, proje
     write_records(people.harness, [psa_project("P-99")])
     people.post("ana", f"/findings/{projects['P-17']}/recheck")
     assert "P-99" not in {i["keys"]["project_id"] for i in people.get("ana", "/findings").json()["items"]}
+
+
+def test_recheck_of_a_workflow_finding(people: People, harness: Harness) -> None:
+    from reconciler import service
+    from tests.api.people import loaded_rule
+    from tests.api.test_replay import EVENT_COLUMNS, event
+
+    won = datetime.now(UTC) - timedelta(days=5)
+    harness.store.insert_rows("events", [event("crm.opportunity.won", "crm", "won-1",
+                                               {"opportunity_id": "OPP-1", "client_id": "C-1"}, won,
+                                               {"opportunity_id": "OPP-1", "amount": 1000, "currency": "EUR"})],
+                              EVENT_COLUMNS)
+    assert service.run_one(harness.store, loaded_rule("quote_to_project"), full=True).ok
+    stuck = harness.store.query("SELECT fingerprint FROM findings FINAL WHERE kind = 'stuck'")
+    assert stuck
+    response = people.post("ana", f"/findings/{stuck[0][0]}/recheck")
+    assert response.status_code == 200 and response.json()["outcome"] == "updated"

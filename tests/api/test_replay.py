@@ -318,3 +318,13 @@ def test_events_match_the_primary_key_and_every_other_key_they_carry(store: Any)
     assert len(store.query(*replay.events_sql(["time"], {"project_id": "P-5"}, "project_id", only_entries, 10))) == 3
     none = Target(url="http://x", event_types=["time_entry*"]).like_patterns()  # '_' is literal, not any character
     assert store.query(*replay.events_sql(["time"], {"project_id": "P-5"}, "project_id", none, 10)) == []
+
+
+def test_a_delivery_cut_short_blocks_new_replays_only_for_a_while() -> None:
+    from reconciler.replay_store import STALE_DELIVERY, ReplayRecord, repeat_refusal
+
+    now = datetime.now(UTC)
+    stuck = ReplayRecord("r1", "fp", "rule", "erp", "http://x", ["psa"], "delivering", False, False, "ana", "u1",
+                         "ops", now, "", "", None, 0, "EUR", "[]", "[]", "", now)  # type: ignore[arg-type]
+    assert "is being delivered" in repeat_refusal([stuck], force=False, now=now)
+    assert repeat_refusal([stuck], force=False, now=now + STALE_DELIVERY) == ""
