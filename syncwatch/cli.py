@@ -79,13 +79,34 @@ def up() -> None:
 
 
 @main.command()
+@click.option("--host", help="Listen address (default SYNCWATCH_DASHBOARD_HOST).")
+@click.option("--port", type=int, help="Listen port (default SYNCWATCH_DASHBOARD_PORT).")
+def dashboards(host: str | None, port: int | None) -> None:
+    """Run the Streamlit dashboards; they reach the API at SYNCWATCH_API_URL (default http://host:port)."""
+    import subprocess
+
+    from syncwatch import dashboards_process
+
+    settings = _settings().model_copy(
+        update={k: v for k, v in {"dashboard_host": host, "dashboard_port": port}.items() if v})
+    click.echo(f"dashboards on {dashboards_process.url(settings)} (API {settings.base_url}); Ctrl-C to stop")
+    try:
+        code = subprocess.call(dashboards_process.command(settings), env=dashboards_process.environment(settings))
+    except KeyboardInterrupt:  # Streamlit stops on the same Ctrl-C: a normal stop
+        code = 0
+    sys.exit(code)
+
+
+@main.command()
 @click.option("--for", "duration", type=float, default=None, help="Stop after this many seconds (for scripts).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Simulator seed.")
 @click.option("--fault-rate", type=float, default=0.03, show_default=True,
               help="Share of each kind of integration step that goes wrong (lost, late, wrong...).")
 @click.option("--day-seconds", type=float, default=1.0, show_default=True,
               help="Real seconds per simulated day (the feed covers the last 180 days up to today).")
-def demo(duration: float | None, seed: int, fault_rate: float, day_seconds: float) -> None:
+@click.option("--dashboards/--no-dashboards", default=True, show_default=True,
+              help="Also start the Streamlit dashboards (on SYNCWATCH_DASHBOARD_HOST:PORT).")
+def demo(duration: float | None, seed: int, fault_rate: float, day_seconds: float, dashboards: bool) -> None:
     """Start the platform on the embedded store and feed it a simulated consulting firm.
 
     Runs until Ctrl-C / SIGTERM (or --for SECONDS), then drains the writer and stops.
@@ -94,7 +115,8 @@ def demo(duration: float | None, seed: int, fault_rate: float, day_seconds: floa
 
     settings = _settings()
     _logging(settings)
-    run_demo(settings, duration=duration, seed=seed, fault_rate=fault_rate, day_seconds=day_seconds)
+    run_demo(settings, duration=duration, seed=seed, fault_rate=fault_rate, day_seconds=day_seconds,
+             dashboards=dashboards)
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
 import threading
 import time
 from datetime import date, timedelta
@@ -12,6 +13,7 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
+from syncwatch import dashboards_process, demo_dashboards
 from syncwatch.errors import SyncwatchError
 from syncwatch.server import build_server
 from syncwatch.settings import Settings
@@ -29,22 +31,28 @@ SELECT
 """
 
 
-def run_demo(settings: Settings, duration: float | None, seed: int, fault_rate: float, day_seconds: float) -> None:
+def run_demo(settings: Settings, duration: float | None, seed: int, fault_rate: float, day_seconds: float,
+             dashboards: bool = True) -> None:
     if settings.embedded:
         _fresh_demo_store(settings)
     # Rules normally run every 15 minutes or hourly; the demo compresses half a year into minutes.
     settings = settings.model_copy(update={"reconcile_every": settings.reconcile_every or "20s"})
     server, app = build_server(settings)
+    ui = demo_dashboards.launch(settings) if dashboards else None
     stop = threading.Event()
-    threading.Thread(target=_drive, args=(server, app, settings, stop, seed, fault_rate, day_seconds),
+    threading.Thread(target=_drive, args=(server, app, settings, stop, seed, fault_rate, day_seconds, ui),
                      name="demo-driver", daemon=True).start()
     if duration is not None:
         threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
     click.echo(f"Syncwatch demo on {settings.base_url} (data in {settings.data_dir}); Ctrl-C to stop.")
     # server.run returns after SIGTERM or --for once the writer has drained; after Ctrl-C it drains
     # too and then re-raises the interrupt, which here means only "stopped"
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+    finally:
+        if ui is not None:
+            dashboards_process.stop(ui)
     stop.set()
     click.echo("stopped; everything acknowledged is stored.")
 
@@ -66,7 +74,7 @@ def _fresh_demo_store(settings: Settings) -> None:
 
 
 def _drive(server: uvicorn.Server, app: FastAPI, settings: Settings, stop: threading.Event, seed: int,
-           fault_rate: float, day_seconds: float) -> None:
+           fault_rate: float, day_seconds: float, ui: subprocess.Popen[bytes] | None) -> None:
     from syncwatch.simulator import FeedConfig, run_feed
 
     while not server.started:
@@ -86,6 +94,7 @@ def _drive(server: uvicorn.Server, app: FastAPI, settings: Settings, stop: threa
     click.echo("feeding: CloudEvents, record snapshots and OTLP spans from crm, psa, erp, hris, time, billing")
     click.echo("watch it grow from another shell:  .venv/bin/syncwatch query "
                "\"SELECT type, count() FROM events FINAL GROUP BY type ORDER BY type\"")
+    demo_dashboards.announce(app, settings, ui)
     next_report, announced = 0.0, False
     while not (server.should_exit or stop.is_set()):
         if time.monotonic() >= next_report:

@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         "", description="OTLP/HTTP traces endpoint for the service's own spans; empty disables export."
     )
     log_level: str = Field("info", description="Log level of the services.")
+    dashboard_host: str = Field("127.0.0.1", description="Address the Streamlit dashboards listen on.")
+    dashboard_port: int = Field(8501, description="Port of the Streamlit dashboards.")
+    dashboard_token: str = Field(
+        "", description="User token (swu_...) the dashboards use for everyone who opens them; empty shows "
+        "a sign-in form where each person pastes their own token."
+    )
+    dashboard_oidc_users: Path | None = Field(
+        None, description="TOML file mapping OIDC e-mail addresses to user tokens, for sign-in with "
+        "Streamlit's st.login when [auth] is configured in .streamlit/secrets.toml."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -75,16 +76,21 @@ def test_query_and_keys_reach_a_running_server_through_its_api(tmp_path: Path) -
 @pytest.mark.slow
 def test_demo_runs_feeds_reconciles_and_stops_cleanly(tmp_path: Path) -> None:
     env = {"SYNCWATCH_PORT": str(free_port()), "SYNCWATCH_RULES_DIR": str(REPO / "rules"),
-           "SYNCWATCH_RECONCILE_EVERY": "5s"}
+           "SYNCWATCH_RECONCILE_EVERY": "5s", "SYNCWATCH_DASHBOARD_PORT": str(free_port())}
     result = cli(tmp_path / "demo", "demo", "--for", "25", "--day-seconds", "0.1", extra_env=env)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert f"dashboards: http://127.0.0.1:{env['SYNCWATCH_DASHBOARD_PORT']}" in result.stdout
+    users = json.loads((tmp_path / "demo" / "demo-users.json").read_text())
+    assert sorted(users) == ["admin", "auditor", "executive", "ops"]
+    assert all(token in result.stdout for token in users.values())
     counts = [line for line in result.stdout.splitlines() if line.startswith("stored:")]
     assert len(counts) >= 3
     last = counts[-1].replace(",", "").split()
     events, findings = int(last[1]), int(last[-1])
     assert events > 1000 and findings > 0, counts[-1]
     assert "everything acknowledged is stored" in result.stdout
-    again = cli(tmp_path / "demo", "demo", "--for", "3", extra_env=env)  # a demo store is emptied, not refused
+    # a demo store is emptied, not refused
+    again = cli(tmp_path / "demo", "demo", "--for", "3", "--no-dashboards", extra_env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     other = tmp_path / "not-a-demo"
     assert cli(other, "migrate").returncode == 0
