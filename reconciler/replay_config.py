@@ -10,7 +10,8 @@
         event_types: ["psa.project.*"]   # optional: only these types are re-delivered (* is a wildcard)
 
 `${NAME}` in a url or header value is read from the environment when the file is loaded, so
-secrets stay out of the file; a target whose url is empty after that is off. The file is read at
+secrets stay out of the file; a target whose url is empty after that is off, and a header that
+names an unset variable is not sent. The file is read at
 every replay request, so a changed endpoint applies at once (and an approval of a replay planned
 for an endpoint that has changed since is refused). Problems are reported together, each as
 `file:line:col: field: message`.
@@ -121,8 +122,14 @@ def _expand(plain: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         if isinstance(target, dict):
             target["url"] = sub(target.get("url", ""))
             if isinstance(target.get("headers"), dict):
-                target["headers"] = {k: sub(v) for k, v in target["headers"].items()}
+                # a header naming an unset variable is left out: "Bearer " with no token is an
+                # invalid header value that would fail every delivery, and no header is honest
+                target["headers"] = {k: sub(v) for k, v in target["headers"].items() if _all_set(v, env)}
     return plain
+
+
+def _all_set(text: Any, env: Mapping[str, str]) -> bool:
+    return not isinstance(text, str) or all(env.get(name) for name in _ENV.findall(text))
 
 
 def _explain(exc: ValidationError, doc: CommentedMap, source: str) -> list[str]:

@@ -22,6 +22,14 @@ def test_the_shipped_file_loads_with_every_target_off_until_its_variable_is_set(
     assert (on.four_eyes_above, on.max_events, erp.timeout) == (Decimal(10000), 50, timedelta(seconds=10))
 
 
+def test_a_header_naming_an_unset_variable_is_not_sent() -> None:
+    config = load_replay(REPO / "rules", env={"SYNCWATCH_REPLAY_ERP_URL": "https://erp.example/in"})
+    assert config.targets["erp"].enabled and config.targets["erp"].headers == {}
+    text = 'targets: {erp: {url: "http://x", headers: {X-A: "${A}-${B}", X-Static: "on"}}}'
+    assert load_replay_text(text, env={"A": "1"}).targets["erp"].headers == {"X-Static": "on"}
+    assert load_replay_text(text, env={"A": "1", "B": "2"}).targets["erp"].headers == {"X-A": "1-2", "X-Static": "on"}
+
+
 def test_no_file_means_no_targets(tmp_path: Path) -> None:
     assert load_replay(tmp_path) == ReplayConfig()
 
