@@ -147,7 +147,9 @@ def test_a_hidden_action_is_detected(harness: Harness, story: Story) -> None:
 
 def test_a_swapped_rule_text_is_detected(harness: Harness, story: Story) -> None:
     files = unzip(fetch(harness, story.breach))
-    files["rule.yaml"] = files["rule.yaml"].replace(b"within: 14d", b"within: 30d")
+    original = files["rule.yaml"]
+    files["rule.yaml"] = original.replace(b"within: 42d", b"within: 30d")
+    assert files["rule.yaml"] != original, "the swap must change the rule text"
     report = verify_pack(rezip(files, rehash=True))
     assert not report.ok and any("rule.yaml loads to version" in p for p in report.problems)
 
