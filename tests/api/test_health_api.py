@@ -89,13 +89,13 @@ def test_bad_parameters(harness: Harness) -> None:
 
 
 def test_integration_health_per_system(harness: Harness, story: Story) -> None:
-    body = get(harness, "/api/v1/integrations/health", window="30d")
-    assert body["window_seconds"] == 30 * 86400
+    body = get(harness, "/api/v1/integrations/health", window="60d")  # the story's oldest event is 50 days old
+    assert body["window_seconds"] == 60 * 86400
     systems = {s["system"]: s for s in body["systems"]}
     psa = systems["psa"]
     assert (psa["accepted"], psa["batches"], psa["quarantine_count"]) == (40, 1, 1)
     assert psa["quarantine_rate"] == pytest.approx(1 / 41) and psa["error_rate"] == pytest.approx(1 / 41)
-    assert psa["ingest_rate_per_s"] == pytest.approx(40 / (30 * 86400))
+    assert psa["ingest_rate_per_s"] == pytest.approx(40 / (60 * 86400))
     assert psa["events"] == 3 and psa["sync_lag_p50_s"] == pytest.approx(30, abs=0.01)
     billing = systems["billing"]  # the spans that called it: two, one failed
     assert (billing["spans"], billing["error_spans"], billing["error_rate"]) == (2, 1, 0.5)

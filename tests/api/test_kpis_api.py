@@ -36,7 +36,9 @@ def iso(moment: datetime) -> str:
 def test_catalogue_lists_each_kpi_with_stats_and_dimensions(harness: Harness) -> None:
     kpis = {k["name"]: k for k in get(harness, "/api/v1/kpis")}
     assert set(kpis) == {"time_to_bill_hours", "project_activation_time", "invoice_timeliness",
-                         "quote_to_project_completion", "integration_failure_rate"}
+                         "quote_to_project_completion", "integration_failure_rate", "invoice_accuracy",
+                         "straight_through_billing", "straight_through_project_setup",
+                         "project_setup_sla_compliance", "time_to_first_revenue"}
     ttb = kpis["time_to_bill_hours"]
     assert (ttb["metric"], ttb["workflow"], ttb["stats"], ttb["unit"], ttb["better"]) == (
         "duration", "time_to_bill", ["p50", "p90"], "hours", "lower")
