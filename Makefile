@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench clean chromium screenshots
+.PHONY: demo test test-slow lint bench clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+# Suites marked slow (kill -9 rounds, benchmarks on small data, the pack against the simulator's
+# ground truth, CLI end-to-end runs): CI runs them after `make test` (.ci/run).
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m slow
 
 # The dashboards' browser test drives Debian's chromium (Playwright cannot download browsers here).
 # A no-op when it is installed; without root or apt the test skips and says why.

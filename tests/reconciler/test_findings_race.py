@@ -92,9 +92,12 @@ def test_a_run_and_an_action_interleaved_keep_both_updates(store: Store, other_s
 def test_an_action_refuses_a_resolved_finding_even_if_the_run_resolving_it_was_in_flight(
         store: Store, other_store: Store, finding: str) -> None:
     def resolving_run() -> None:
+        # one row that the run sleeps on and then filters out: the run is slow and finds nothing
+        # (an empty table would let the sleep run on no row and the run end before it is seen)
         other_store.command("TRUNCATE TABLE drift")
+        other_store.command("INSERT INTO drift VALUES ('elsewhere', 'x', 'x')")
         findings.apply_run(other_store, RULE, "v1", "high",
-                           CANDIDATES.replace("WHERE", "WHERE project = 'none' AND"), {"pause": 1.5},
+                           CANDIDATES.rstrip() + " AND project = 'none'", {"pause": 1.5},
                            run_id="resolving", now=T0 + timedelta(hours=1))
 
     runner = threading.Thread(target=resolving_run)

@@ -36,6 +36,8 @@ from tests.conftest import REPO, LiveServer
 from tests.reconciler.delivered import Delivered
 from tests.reconciler.pack_truth import ERROR_SPAN, Finding, expected, touched, unseen
 
+pytestmark = pytest.mark.slow
+
 START, DAYS, FAULT_DAYS = date(2025, 1, 6), 165, 70
 NOW = datetime.combine(START + timedelta(days=DAYS), time(), UTC)  # the firm's present when the feed ends
 # per eligible step; higher for the rarer steps (invoices, projects, people) so every kind occurs

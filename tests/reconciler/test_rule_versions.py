@@ -34,9 +34,9 @@ def test_a_file_changed_since_loading_falls_back_to_the_loaded_yaml(tmp_path: Pa
     original = (REPO / "rules/packs/professional_services/time_to_bill.yaml").read_text()
     rule_file.write_text(original)
     [loaded] = load_rules(rule_file)
-    rule_file.write_text(original.replace("within: 14d", "within: 21d"))
+    rule_file.write_text(original.replace("within: 42d", "within: 21d"))
     source = rule_versions.source_text(loaded)
-    assert "within: 14d" in source and [r.version for r in load_text(source)] == [loaded.version]
+    assert "within: 42d" in source and [r.version for r in load_text(source)] == [loaded.version]
     rule_file.unlink()
     assert [r.version for r in load_text(rule_versions.source_text(loaded))] == [loaded.version]
 

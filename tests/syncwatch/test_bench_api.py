@@ -6,10 +6,13 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from syncwatch.bench.api import requests_to_time
 from syncwatch.cli import main
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_api_benchmark_answers_every_request(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from syncwatch.cli import main
+
+pytestmark = pytest.mark.slow
 
 
 def test_every_overdue_instance_reaches_the_webhook_after_its_deadline(tmp_path: Path) -> None:

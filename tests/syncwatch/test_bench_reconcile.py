@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 
 def bench(out: Path, *args: str) -> dict:
     done = subprocess.run(
