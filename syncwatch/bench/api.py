@@ -21,6 +21,7 @@ import httpx
 
 from syncwatch import schema
 from syncwatch.bench import api_data
+from syncwatch.bench.figures import percentile
 from syncwatch.bench.ingest import machine
 from syncwatch.bench.serverproc import ServerProcess
 from syncwatch.settings import Settings
@@ -99,10 +100,9 @@ def _time_requests(url: str, token: str, requests: dict[str, tuple[str, dict[str
                 response = client.get(path, params=params)
                 seconds.append(time.perf_counter() - began)
                 response.raise_for_status()
-            ordered = sorted(seconds)
             results[label] = {"path": path, "params": params, "p50_seconds": statistics.median(seconds),
-                              "p95_seconds": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
-                              "max_seconds": ordered[-1], "bytes": len(response.content)}
+                              "p95_seconds": percentile(seconds, 0.95), "max_seconds": max(seconds),
+                              "bytes": len(response.content)}
     return results
 
 

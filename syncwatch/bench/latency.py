@@ -24,6 +24,7 @@ from typing import Any
 import click
 import httpx
 
+from syncwatch.bench.figures import percentile
 from syncwatch.bench.ingest import machine
 from syncwatch.bench.serverproc import ServerProcess
 
@@ -91,11 +92,6 @@ def _event(instance: str, at: datetime) -> dict[str, Any]:
             "data": {"instance_id": instance}}
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def run(instances: int, spread_seconds: float, sla_seconds: int, every_seconds: int, out_dir: str) -> dict[str, Any]:
     receiver = Receiver()
     with tempfile.TemporaryDirectory(prefix="syncwatch-latency-") as tmp:
@@ -124,7 +120,7 @@ def run(instances: int, spread_seconds: float, sla_seconds: int, every_seconds: 
         "every_seconds": every_seconds, "alerted": len(latencies), "missed": instances - len(latencies),
         "webhook_posts": receiver.posts,
         "p50_seconds": statistics.median(latencies) if latencies else None,
-        "p99_seconds": _percentile(latencies, 0.99) if latencies else None,
+        "p99_seconds": percentile(latencies, 0.99) if latencies else None,
         "max_seconds": max(latencies) if latencies else None,
         "min_seconds": min(latencies) if latencies else None,
     }

@@ -35,6 +35,7 @@ from reconciler.compile_workflow import compile as compile_workflow
 from reconciler.loader import load_text
 from syncwatch import schema
 from syncwatch.bench import reconcile_data as data
+from syncwatch.bench.figures import percentile
 from syncwatch.bench.ingest import machine
 from syncwatch.store import Store
 
@@ -329,7 +330,7 @@ def _kpis(store: Store, now: datetime, repeat: int) -> dict[str, Any]:
             rows = evaluate_kpi(store, kpi, {workflow.name: workflow}, start, end, now=now)
             seconds.append(time.perf_counter() - began)
         result[kpi.name] = {"p50_seconds": statistics.median(seconds),
-                            "p95_seconds": sorted(seconds)[min(len(seconds) - 1, round(0.95 * (len(seconds) - 1)))],
+                            "p95_seconds": percentile(seconds, 0.95),
                             "runs": len(seconds), "rows": rows}
     return result
 
