@@ -18,7 +18,7 @@ most recently updated record.
 from __future__ import annotations
 
 from reconciler.model import Compare, ReconcileRule, Side, Tolerance
-from reconciler.sql import Params, field_of, key_expr, side_where
+from reconciler.sql import Params, field_of, key_expr, side_filters
 
 _PARSE = {
     "decimal": "toDecimal128OrNull({}, 6)",
@@ -28,7 +28,6 @@ _PARSE = {
 }
 # Whitespace other than single spaces; only values containing one pay for the regular expression.
 _RARE_SPACE = r"['  ', '\t', '\n', '\r', '\f', '\v']"
-SIDE_COLUMNS = ("k", "present", "f", "ts", "trace_id", "span_id")
 
 
 def parse(type_: str, value: str) -> str:
@@ -88,7 +87,7 @@ def digest_cte(p: Params, rule: ReconcileRule, which: str) -> str:
     side = rule.left if which == "l" else rule.right
     parts = [part for c in rule.compare for part in _canonical(p, c, which)]
     digest = f"cityHash64({', '.join(parts)})" if parts else "toUInt64(0)"
-    prewhere, where = _prewhere(p, side), [*side_where(p, side)[2:], "k != ''"]
+    prewhere, where = _prewhere(p, side), ["deleted = 0", *side_filters(p, side), "k != ''"]
     return (f"d{which} AS (\n        SELECT {key_expr(p, side, rule)} AS k, {digest} AS d, 1 AS present\n"
             f"        FROM records FINAL\n        PREWHERE {prewhere}\n"
             f"        WHERE {' AND '.join(where)}\n    )")
@@ -105,8 +104,8 @@ def pairs_ctes(p: Params, rule: ReconcileRule) -> list[str]:
     """One scan of both sides for the candidate keys, grouped into one row per key."""
     left, right = rule.left, rule.right
     is_left = f"({_prewhere(p, left)})"
-    lwhere = " AND ".join(side_where(p, left)[3:]) or "1"
-    rwhere = " AND ".join(side_where(p, right)[3:]) or "1"
+    lwhere = " AND ".join(side_filters(p, left)) or "1"
+    rwhere = " AND ".join(side_filters(p, right)) or "1"
     wanted = "k IN (SELECT k FROM candidates)"
     # a key made from `key` alone is the same in every version, so it may filter before FINAL
     # merges versions and spare reading the other columns of rows that are not candidates

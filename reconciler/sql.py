@@ -81,11 +81,16 @@ def filter_expr(p: Params, f: Filter, value: str | None = None, present: str | N
     return f"{value} {f.op} {p(f.value)}"
 
 
+def side_filters(p: Params, side: Side) -> list[str]:
+    """The side's own filters on record fields."""
+    return [filter_expr(p, f) for f in side.filter]
+
+
 def side_where(p: Params, side: Side, deleted: bool = False) -> list[str]:
     where = [f"system = {p(side.system)}", f"entity = {p(side.entity)}"]
     if not deleted:
         where.append("deleted = 0")
-    return where + [filter_expr(p, f) for f in side.filter]
+    return where + side_filters(p, side)
 
 
 def changed_keys(p: Params, rule: SidesRule, since: datetime) -> str:
