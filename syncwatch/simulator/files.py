@@ -47,7 +47,8 @@ def write_files(config: FeedConfig, out: Path) -> dict[str, Any]:
     (out / "records").mkdir(exist_ok=True)
     feed = Feed(dataclasses.replace(config, pace=0.0))
     truth = JsonlLog(out / "ground_truth.jsonl")
-    feed.truth.listeners.append(truth)
+    faults: Counter[str] = Counter()
+    feed.truth.listeners += [truth, lambda fault: faults.update([fault.fault])]
     counts: Counter[str] = Counter()
     with ExitStack() as files:
         handles: dict[str, IO[bytes]] = {}
@@ -70,7 +71,6 @@ def write_files(config: FeedConfig, out: Path) -> dict[str, Any]:
                 counts[batch.kind] += len(lines)
         finally:
             truth.close()
-    faults = Counter(json.loads(line)["fault"] for line in (out / "ground_truth.jsonl").read_text().splitlines())
     summary = {"seed": config.seed, "consultants": config.consultants, "clients": config.clients,
                "days": config.days, "fault_rate": config.fault_rate,
                "start_date": feed.start.isoformat(), "events": counts["events"],
