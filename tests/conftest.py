@@ -43,7 +43,7 @@ def store(chdb_dsn: str, database: str) -> Iterator[Store]:
     s = Store(chdb_dsn, database)
     schema.migrate(s)
     yield s
-    s.command(f"DROP DATABASE IF EXISTS `{database}`")
+    s.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
     s.close()
 
 

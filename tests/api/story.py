@@ -61,7 +61,9 @@ def span(trace: str, span_id: str, parent: str, name: str, service: str, at: dat
 def write_story(store: Store, now: datetime | None = None) -> Story:
     now = now or datetime.now(UTC)
     day = timedelta(days=1)
-    t0 = now - 5 * day
+    # The day's events start at 08:00 so that none crosses midnight into the next day's trend bucket
+    # whatever the hour the tests run at.
+    t0 = (now - 5 * day).replace(hour=8)
     old = now - 50 * day  # beyond time_to_bill's 42-day invoicing SLA
     ts = {"project_id": "P-17", "person_id": "E-1"}
     money = {"billable_amount": 500.0, "currency": "EUR"}

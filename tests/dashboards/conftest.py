@@ -128,7 +128,7 @@ def seeded_api(chdb_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server.should_exit = True
     thread.join(timeout=30)
     receiver.close()
-    store.command(f"DROP DATABASE IF EXISTS `{database}`")
+    store.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
     store.close()
 
 
