@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from syncwatch import cluster_ddl
 from syncwatch.errors import MigrationError, StoreError
 from syncwatch.store import Store
 
@@ -35,6 +36,13 @@ class Migration:
     def statements(self) -> list[str]:
         return split_statements(self.sql)
 
+    def rendered(self, cluster: str, database: str) -> list[str]:
+        """The statements to run: as written on one node, rendered by cluster_ddl on a cluster."""
+        try:
+            return [out for statement in self.statements() for out in cluster_ddl.render(statement, cluster, database)]
+        except cluster_ddl.ClusterDDLError as exc:
+            raise MigrationError(f"migration {self.version:04d}_{self.name}: {exc}") from exc
+
 
 def split_statements(sql: str) -> list[str]:
     """Split a migration on semicolons that end a line; comments are dropped."""
@@ -53,7 +61,7 @@ def bundled_migrations() -> list[Migration]:
 
 
 def applied_versions(store: Store) -> set[int]:
-    store.command(LEDGER_DDL)
+    store.command(cluster_ddl.render_ledger(LEDGER_DDL, store.cluster))
     return {row[0] for row in store.query("SELECT version FROM schema_migrations FINAL")}
 
 
@@ -65,8 +73,10 @@ def pending(store: Store, migrations: list[Migration] | None = None) -> list[Mig
 def migrate(store: Store, migrations: list[Migration] | None = None) -> list[Migration]:
     """Apply every pending migration in order; returns those applied."""
     todo = pending(store, migrations)
-    for migration in todo:
-        for statement in migration.statements():
+    # Render everything first: a statement with no cluster form stops the run before anything changed.
+    rendered = [(migration, migration.rendered(store.cluster, store.database)) for migration in todo]
+    for migration, statements in rendered:
+        for statement in statements:
             try:
                 store.command(statement)
             except StoreError as exc:
@@ -83,3 +93,10 @@ def migrate(store: Store, migrations: list[Migration] | None = None) -> list[Mig
 
 def is_current(store: Store) -> bool:
     return not pending(store)
+
+
+def apply_ddl(store: Store, statement: str) -> None:
+    """Run a DDL or maintenance statement issued at run time (OPTIMIZE, TRUNCATE, DROP, ALTER ... UPDATE),
+    written against the plain table names: on a cluster it reaches the local tables ON CLUSTER."""
+    for rendered in cluster_ddl.render(statement, store.cluster, store.database):
+        store.command(rendered)

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 MIB = 1024 * 1024
 REPO_RULES = Path(__file__).resolve().parents[1] / "rules"
+_CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_TRAILING_ORDINAL = re.compile(r"-(\d+)$")
+
+
+def _ordinal_of_hostname() -> int:
+    """A Kubernetes StatefulSet names its pods <set>-0, <set>-1, ...: that ordinal is the replica's index."""
+    match = _TRAILING_ORDINAL.search(os.environ.get("HOSTNAME", ""))
+    return int(match.group(1)) if match else 0
 
 
 class Settings(BaseSettings):
@@ -26,6 +35,10 @@ class Settings(BaseSettings):
         "Empty means chdb://<data_dir>/store.",
     )
     clickhouse_database: str = Field("syncwatch", description="Database that holds every Syncwatch table.")
+    clickhouse_cluster: str = Field(
+        "", description="ClickHouse cluster (remote_servers name) to create the schema on: Replicated tables "
+        "<table>_local on every shard and Distributed tables under the plain names. Empty means a single node."
+    )
     host: str = Field("127.0.0.1", description="Address the API/collector listens on.")
     port: int = Field(4318, description="Port of the API/collector (4318 is the OTLP/HTTP default).")
     api_url: str = Field(
@@ -56,6 +69,14 @@ class Settings(BaseSettings):
     reconcile_every: str = Field(
         "", description="Override every rule's schedule with this interval (e.g. 30s); the demo uses it."
     )
+    reconciler_replicas: int = Field(
+        1, description="How many `syncwatch reconcile` processes share the rule pack; each schedules the rules "
+        "whose stable hash modulo this number is its index."
+    )
+    reconciler_index: int | None = Field(
+        None, description="This reconciler's share, 0 to reconciler_replicas - 1; empty means the trailing -N of "
+        "HOSTNAME (a StatefulSet pod's ordinal) when reconciler_replicas > 1, else 0."
+    )
     self_traces_endpoint: str = Field(
         "", description="OTLP/HTTP traces endpoint for the service's own spans; empty disables export."
     )
@@ -70,6 +91,26 @@ class Settings(BaseSettings):
         None, description="TOML file mapping OIDC e-mail addresses to user tokens, for sign-in with "
         "Streamlit's st.login when [auth] is configured in .streamlit/secrets.toml."
     )
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        # The name is pasted into ON CLUSTER '...' and Distributed('...'): it must not be able to end the quote.
+        if value and not _CLUSTER_NAME.match(value):
+            raise ValueError(f"clickhouse_cluster {value!r}: use letters, digits, '_', '-' and '.', "
+                             "starting with a letter or '_' (the name in remote_servers)")
+        return value
+
+    @model_validator(mode="after")
+    def _reconciler_share_is_valid(self) -> Settings:
+        if self.reconciler_replicas < 1:
+            raise ValueError(f"reconciler_replicas is {self.reconciler_replicas}: it must be at least 1")
+        if self.clickhouse_cluster and self.embedded:
+            raise ValueError(f"clickhouse_cluster {self.clickhouse_cluster!r} needs a ClickHouse server: set "
+                             "SYNCWATCH_CLICKHOUSE_URL to http(s)://host:8123 (the embedded store is one node)")
+        if self.reconciler_index is not None:  # an index taken from HOSTNAME is checked when a reconciler uses it
+            check_share(self.reconciler_index, self.reconciler_replicas)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -97,12 +138,31 @@ class Settings(BaseSettings):
         return self.embedded if self.reconcile_in_process is None else self.reconcile_in_process
 
     @property
+    def reconciler_share(self) -> tuple[int, int]:
+        """(index, replicas) of this reconciler; raises ValueError when the index is out of range.
+
+        Not validated at load when the index comes from HOSTNAME: every process (collectors too, whose
+        pods may carry ordinals) reads these settings, and only a reconciler must agree with them."""
+        if self.reconciler_index is not None:
+            return self.reconciler_index, self.reconciler_replicas
+        index = _ordinal_of_hostname() if self.reconciler_replicas > 1 else 0
+        check_share(index, self.reconciler_replicas, source=f"HOSTNAME {os.environ.get('HOSTNAME', '')!r}")
+        return index, self.reconciler_replicas
+
+    @property
     def spool_path(self) -> Path:
         return self.spool_dir or self.data_dir / "spool"
 
     @property
     def base_url(self) -> str:
         return self.api_url or f"http://{self.host}:{self.port}"
+
+
+def check_share(index: int, replicas: int, source: str = "SYNCWATCH_RECONCILER_INDEX") -> None:
+    if not 0 <= index < replicas:
+        raise ValueError(f"reconciler_index {index} (from {source}) is outside 0..{replicas - 1}: "
+                         f"reconciler_replicas is {replicas}; set SYNCWATCH_RECONCILER_INDEX below "
+                         "SYNCWATCH_RECONCILER_REPLICAS, or raise SYNCWATCH_RECONCILER_REPLICAS")
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):

@@ -12,14 +12,37 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from syncwatch import cluster_ddl
 from syncwatch.errors import StoreError, StoreLockedError
 from syncwatch.settings import Settings
 
+# Session settings of every query in cluster mode (SYNCWATCH_CLICKHOUSE_CLUSTER), where the plain
+# table names are Distributed tables:
+CLUSTER_SESSION: dict[str, Any] = {
+    # An IN or JOIN whose subquery reads another Distributed table is refused under the default 'deny'.
+    # 'global' runs the subquery once and ships its result to every shard; 'allow' would run it on each
+    # shard's local data only, which is wrong here: events, records and findings are sharded by different
+    # keys, so the rows a shard's subquery needs are mostly on other shards.
+    "distributed_product_mode": "global",
+    # A Distributed insert returns only when every shard stored its rows (not when they are queued on
+    # the initiator's disk), so the writer's checkpoint and the collector's acknowledgements keep
+    # meaning "stored". (The 23.x+ name is distributed_foreground_insert; this alias works everywhere.)
+    "insert_distributed_sync": 1,
+    # Read your own writes: every client, whichever node it reached, reads and writes the first healthy
+    # replica of each shard, so a finding version or audit row just written is the one read next
+    # (replication to the other replicas is asynchronous). Failover to the next replica can serve
+    # rows up to the replication lag behind.
+    "load_balancing": "in_order",
+    "prefer_localhost_replica": 0,
+}
 
-def _connect(dsn: str, database: str | None) -> Client:
+
+def _connect(dsn: str, database: str | None, session: Mapping[str, Any] | None = None) -> Client:
     kwargs: dict[str, Any] = {"dsn": dsn}
     if database:
         kwargs["database"] = database
+    if session:
+        kwargs["settings"] = dict(session)
     try:
         return clickhouse_connect.get_client(**kwargs)
     except Exception as exc:  # clickhouse-connect raises several unrelated types here
@@ -46,16 +69,19 @@ class Store:
     otherwise hold up the writer.
     """
 
-    def __init__(self, dsn: str, database: str) -> None:
+    def __init__(self, dsn: str, database: str, cluster: str = "") -> None:
         self.dsn = dsn
         self.database = database
-        bootstrap = _connect(dsn, None)
+        self.cluster = cluster  # non-empty: the schema is Replicated + Distributed tables on this cluster
+        session = CLUSTER_SESSION if cluster else None
+        bootstrap = _connect(dsn, None, session)
         try:
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {_ident(database)}")
+            for sql in cluster_ddl.render(f"CREATE DATABASE IF NOT EXISTS {_ident(database)}", cluster, database):
+                bootstrap.command(sql)
         except ClickHouseError as exc:
             raise StoreError(f"cannot create database {database!r}: {exc}") from exc
-        self._reader = _connect(dsn, database)
-        self._writer = _connect(dsn, database)
+        self._reader = _connect(dsn, database, session)
+        self._writer = _connect(dsn, database, session)
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
@@ -63,7 +89,7 @@ class Store:
     def open(cls, settings: Settings) -> Store:
         if settings.embedded:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(settings.dsn, settings.clickhouse_database)
+        return cls(settings.dsn, settings.clickhouse_database, settings.clickhouse_cluster)
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None,
               settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:

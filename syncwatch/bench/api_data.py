@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from reconciler.findings import FINDING_COLUMNS
+from syncwatch import schema
 from syncwatch.store import Store
 
 PER_INVOICE = 5
@@ -82,7 +83,7 @@ def generate(store: Store, events: int, findings: int, start: datetime, now: dat
     for sql in (APPROVED_SQL, CREATED_SQL, POSTED_SQL):
         store.command(sql, params)
     store.command(FINDINGS_SQL, {"findings": findings, "now": now})
-    store.command("OPTIMIZE TABLE events FINAL")
-    store.command("OPTIMIZE TABLE findings FINAL")
+    schema.apply_ddl(store, "OPTIMIZE TABLE events FINAL")
+    schema.apply_ddl(store, "OPTIMIZE TABLE findings FINAL")
     counts = dict(store.query("SELECT type, count() FROM events GROUP BY type"))
     return {**counts, "findings": int(store.query("SELECT count() FROM findings")[0][0])}

@@ -255,7 +255,7 @@ def _size(dsn: str, rule: Any, n: int, baselines: bool, repeat: int) -> dict[str
         _add_ratios(result)
         return result
     finally:
-        store.command(f"DROP DATABASE IF EXISTS bench_reconcile_{n} SYNC")
+        schema.apply_ddl(store, f"DROP DATABASE IF EXISTS bench_reconcile_{n} SYNC")
         store.close()
 
 
@@ -313,7 +313,7 @@ def _stuck(dsn: str, n_events: int, repeat: int) -> dict[str, Any]:
         result["kpis"] = _kpis(store, now, repeat=KPI_REPEAT)
         return result
     finally:
-        store.command("DROP DATABASE IF EXISTS bench_workflow SYNC")
+        schema.apply_ddl(store, "DROP DATABASE IF EXISTS bench_workflow SYNC")
         store.close()
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from syncwatch import schema
 from syncwatch.store import Store
 
 # The shipped rule rules/packs/professional_services/psa_vs_erp_projects.yaml, copied so that the
@@ -99,7 +100,7 @@ def generate_records(store: Store, n: int, at: datetime) -> None:
     """Both systems' snapshots of n projects (less the injected gaps), merged to one part per side."""
     for system in _SIDES:
         store.command(side_sql(system), {"n": n, "at": at})
-    store.command("OPTIMIZE TABLE records FINAL")
+    schema.apply_ddl(store, "OPTIMIZE TABLE records FINAL")
 
 
 def expected_counts(store: Store, n: int) -> dict[str, int]:
@@ -195,7 +196,7 @@ WHERE starts > 0 AND ends = 0 AND started < {cutoff:DateTime64(6, 'UTC')}
 
 def generate_events(store: Store, n_events: int, at: datetime) -> int:
     store.command(EVENTS_SQL, {"n": n_events, "at": at})
-    store.command("OPTIMIZE TABLE events FINAL")
+    schema.apply_ddl(store, "OPTIMIZE TABLE events FINAL")
     return int(store.query("SELECT count() FROM events")[0][0])
 
 
