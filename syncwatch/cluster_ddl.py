@@ -31,7 +31,8 @@ LEDGER_REPLICA = "{shard}-{replica}"
 # ReplacingMergeTree merges stay correct per shard; a retried insert (same deduplication token)
 # splits into the same per-shard blocks, so the shards drop the repeat. Plain MergeTree tables,
 # which never merge rows away, may instead keep one object together. A new table must be added
-# here: rendering refuses a CREATE TABLE without a key.
+# here: rendering refuses a CREATE TABLE without a key. A hash of a LowCardinality column alone is
+# LowCardinality(UInt64), not the plain integer a sharding key must be: hence the CASTs.
 SHARDING_KEYS: dict[str, tuple[str, str]] = {
     "events": ("cityHash64(source, id)",
                "dedup key is (type, source, id) and one (source, id) never changes type; the business object "
@@ -53,11 +54,13 @@ SHARDING_KEYS: dict[str, tuple[str, str]] = {
                  "versions of one finding (rule, fingerprint) meet; a fingerprint names one rule, so it "
                  "alone is a function of the key; alert_state and replays of the finding share the shard"),
     "actions": ("cityHash64(seq)", "plain MergeTree ORDER BY seq: the audit chain spread evenly, read in seq order"),
-    "rule_runs": ("cityHash64(rule)", "a rule's runs together: last_success reads one rule's recent runs"),
+    "rule_runs": ("cityHash64(CAST(rule, 'String'))",
+                  "a rule's runs together: last_success reads one rule's recent runs"),
     "alert_state": ("cityHash64(fingerprint)",
                     "versions of (sink, rule, fingerprint) meet, next to their finding"),
     "users": ("cityHash64(user_id)", "ReplacingMergeTree ORDER BY user_id: a revocation meets its user"),
-    "rule_versions": ("cityHash64(rule)", "ReplacingMergeTree ORDER BY (rule, version): a rule's versions together"),
+    "rule_versions": ("cityHash64(CAST(rule, 'String'))",
+                      "ReplacingMergeTree ORDER BY (rule, version): a rule's versions together"),
     "replays": ("cityHash64(fingerprint)",
                 "versions of (fingerprint, replay_id) meet, next to their finding"),
 }
