@@ -10,6 +10,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from reconciler import scheduler, service
 from reconciler.alerts import Notifier
 from reconciler.loader import load_rules
+from reconciler.rule_shards import Share
+from reconciler.run_lease import lease_for
 from reconciler.scheduler import ScheduledJob
 from syncwatch.store import Store
 
@@ -19,14 +21,16 @@ log = logging.getLogger(__name__)
 class ScheduledReconciler:
     """Loads the rule packs, then runs each rule on its schedule (or every `every`, if given)."""
 
-    def __init__(self, rules_dir: Path, every: str = "") -> None:
+    def __init__(self, rules_dir: Path, every: str = "", share: Share | None = None) -> None:
         self.rules = service.runnable(load_rules(rules_dir))  # a broken pack stops start-up, with every problem
         self.notifier = Notifier.from_file(rules_dir / "alerts.yaml")
         self.every = every
+        self.share = share or Share()
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self, store: Store) -> None:
-        jobs = service.scheduled_jobs(store, self.rules, self.notifier)
+        jobs = service.scheduled_jobs(store, self.rules, self.notifier, share=self.share,
+                                      lease=lease_for(store, self.share))
         if self.every:
             jobs = [ScheduledJob(job.name, self.every, job.run) for job in jobs]
         self._scheduler = scheduler.start(jobs)

@@ -17,6 +17,8 @@ from reconciler.alerts import Notifier
 from reconciler.findings import Scope
 from reconciler.loader import LoadedRule
 from reconciler.model import WorkflowRule
+from reconciler.rule_shards import Share
+from reconciler.run_lease import RunLease
 from reconciler.runner import RunResult, last_success, run_rule
 from reconciler.scheduler import Schedule, ScheduledJob
 from reconciler.sql import Params, changed_keys
@@ -69,15 +71,31 @@ def _full_run_due(store: Store, loaded: LoadedRule, now: datetime) -> bool:
     return last_full is None or now - last_full >= FULL_RUN_EVERY
 
 
-def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool,
-              notifier: Notifier | None = None, now: datetime | None = None) -> list[RunResult]:
+def run_leased(store: Store, loaded: LoadedRule, full: bool = False, notifier: Notifier | None = None, *,
+               lease: RunLease | None = None, now: datetime | None = None) -> RunResult:
+    """``run_one`` under the rule's run lease, if any: when another process holds the rule, nothing runs
+    and the result's error says who holds it (no rule_runs row: there was no run)."""
+    if lease is None:
+        return run_one(store, loaded, full, notifier, now=now)
+    with lease.claim(loaded.name) as claim:
+        if claim.won:
+            return run_one(store, loaded, full, notifier, now=now)
+    log.warning("rule %s not run: %s", loaded.name, claim.reason)
+    return RunResult("", loaded.name, loaded.version, datetime.now(UTC), 0.0, full, error=f"not run: {claim.reason}")
+
+
+def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool, notifier: Notifier | None = None,
+              now: datetime | None = None, lease: RunLease | None = None) -> list[RunResult]:
     """Every rule once, one after another; a failure is recorded and the next rule runs."""
-    return [run_one(store, loaded, full, notifier, now=now) for loaded in rules]
+    return [run_leased(store, loaded, full, notifier, lease=lease, now=now) for loaded in rules]
 
 
-def scheduled_jobs(store: Store, rules: Iterable[LoadedRule], notifier: Notifier | None = None) -> list[ScheduledJob]:
-    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_one, store, r, False, notifier))
-            for r in rules]
+def scheduled_jobs(store: Store, rules: Iterable[LoadedRule], notifier: Notifier | None = None, *,
+                   share: Share | None = None, lease: RunLease | None = None) -> list[ScheduledJob]:
+    """One job per rule of this reconciler's ``share`` of the pack (all of it by default)."""
+    mine = (share or Share()).of(rules)
+    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_leased, store, r, False, notifier, lease=lease))
+            for r in mine]
 
 
 def schedule_of(loaded: LoadedRule) -> Schedule:

@@ -333,11 +333,14 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
     """
     from reconciler import scheduler, service
     from reconciler.alerts import Notifier
+    from reconciler.rule_shards import Share
+    from reconciler.run_lease import lease_for
     from syncwatch import schema
     from syncwatch.store import Store
 
     settings = _settings()
     _logging(settings)
+    share = Share.from_settings(settings)  # before anything starts: an index out of range is an error
     chosen = service.runnable(_load_rules(path), rule_name)
     if rule_name and not chosen:
         raise SyncwatchError(f"no runnable rule named {rule_name!r} (unknown, disabled or not scheduled)")
@@ -346,15 +349,19 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
     store = Store.open(settings)
     try:
         schema.migrate(store)
-        if once:
-            results = service.run_rules(store, chosen, full=full, notifier=notifier)
+        lease = lease_for(store, share)
+        if once:  # the rules asked for, whatever the share; the lease still keeps a scheduled run out
+            results = service.run_rules(store, chosen, full=full, notifier=notifier, lease=lease)
             _print_table(["rule", "full", "opened", "updated", "resolved", "reopened", "ms", "error"],
                          [[r.rule, int(r.full), r.opened, r.updated, r.resolved, r.reopened, round(r.duration_ms),
                            r.error[:120]] for r in results])
             if any(not r.ok for r in results):
                 sys.exit(1)
             return
-        _serve_schedule(scheduler.start(service.scheduled_jobs(store, chosen, notifier)))
+        jobs = service.scheduled_jobs(store, chosen, notifier, share=share, lease=lease)
+        click.echo(f"reconciler {share}: {len(jobs)} of {len(chosen)} rule(s): {', '.join(j.name for j in jobs)}",
+                   err=True)
+        _serve_schedule(scheduler.start(jobs))
     finally:
         notifier.close(timeout=10)  # delivers what the runs queued, within the timeout
         store.close()

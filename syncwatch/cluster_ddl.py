@@ -61,6 +61,8 @@ SHARDING_KEYS: dict[str, tuple[str, str]] = {
     "users": ("cityHash64(user_id)", "ReplacingMergeTree ORDER BY user_id: a revocation meets its user"),
     "rule_versions": ("cityHash64(CAST(rule, 'String'))",
                       "ReplacingMergeTree ORDER BY (rule, version): a rule's versions together"),
+    "rule_leases": ("cityHash64(CAST(rule, 'String'))",
+                    "a rule's claims on one shard, so the claimants of one rule read one replica's view"),
     "replays": ("cityHash64(fingerprint)",
                 "versions of (fingerprint, replay_id) meet, next to their finding"),
 }
