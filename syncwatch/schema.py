@@ -61,7 +61,10 @@ def bundled_migrations() -> list[Migration]:
 
 
 def applied_versions(store: Store) -> set[int]:
-    store.command(cluster_ddl.render_ledger(LEDGER_DDL, store.cluster))
+    # Read-only: /readyz asks this on every probe, and on a cluster creating the ledger is a
+    # distributed DDL task that waits for every node. migrate() creates it.
+    if not store.query("EXISTS TABLE schema_migrations")[0][0]:
+        return set()
     return {row[0] for row in store.query("SELECT version FROM schema_migrations FINAL")}
 
 
@@ -72,6 +75,7 @@ def pending(store: Store, migrations: list[Migration] | None = None) -> list[Mig
 
 def migrate(store: Store, migrations: list[Migration] | None = None) -> list[Migration]:
     """Apply every pending migration in order; returns those applied."""
+    store.command(cluster_ddl.render_ledger(LEDGER_DDL, store.cluster))
     todo = pending(store, migrations)
     # Render everything first: a statement with no cluster form stops the run before anything changed.
     rendered = [(migration, migration.rendered(store.cluster, store.database)) for migration in todo]

@@ -205,3 +205,17 @@ def test_cluster_mode_needs_a_server(tmp_path) -> None:
     with pytest.raises(ValueError, match="needs a ClickHouse server"):
         Settings(data_dir=tmp_path, clickhouse_cluster=CLUSTER)
     assert Settings(data_dir=tmp_path, clickhouse_url="http://ch:8123", clickhouse_cluster=CLUSTER).clickhouse_cluster
+
+
+def test_reading_the_ledger_never_creates_it(chdb_dsn: str) -> None:
+    """/readyz asks is_current on every probe: on a cluster, creating the ledger would be a distributed
+    DDL task per probe, so only migrate() creates it."""
+    fresh = Store(chdb_dsn, f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        assert not schema.is_current(fresh) and schema.applied_versions(fresh) == set()
+        assert fresh.query("EXISTS TABLE schema_migrations") == [(0,)]
+        schema.migrate(fresh)
+        assert schema.is_current(fresh)
+    finally:
+        fresh.command(f"DROP DATABASE IF EXISTS `{fresh.database}` SYNC")
+        fresh.close()
