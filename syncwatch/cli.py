@@ -329,7 +329,9 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
     """Run the reconciliation rules on their schedules (server mode), or once with --once.
 
     In embedded mode the API server runs the schedule itself and holds the store; this command
-    is for a ClickHouse server, or for --once while no server runs.
+    is for a ClickHouse server, or for --once while no server runs. With
+    SYNCWATCH_RECONCILER_REPLICAS > 1 each process schedules its share of the rules, and a run lease
+    keeps any rule from running in two processes at once (docs/decisions/0010-cluster-schema.md).
     """
     from reconciler import scheduler, service
     from reconciler.alerts import Notifier
