@@ -15,6 +15,7 @@ run time (``syncwatch.schema.apply_ddl``), and with no cluster returns its input
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from syncwatch.errors import SyncwatchError
 
@@ -114,10 +115,16 @@ def render_ledger(ddl: str, cluster: str) -> str:
            f"ENGINE = {engine}{table.tail}"
 
 
+@dataclass(frozen=True)
 class _Create:
-    def __init__(self, if_not_exists: str, name: str, columns: str, engine: str, engine_args: str, tail: str):
-        self.if_not_exists, self.name, self.columns = if_not_exists, name, columns
-        self.engine, self.engine_args, self.tail = engine, engine_args, tail
+    """A CREATE TABLE cut into the parts the renderer rearranges; ``columns`` keeps its parentheses."""
+
+    if_not_exists: str
+    name: str
+    columns: str
+    engine: str
+    engine_args: str
+    tail: str  # ORDER BY, PARTITION BY, TTL, SETTINGS ... as written
 
 
 def _create_table(match: re.Match[str], sql: str, cluster: str, database: str) -> list[str]:

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from syncwatch import cluster_ddl, schema
+from syncwatch import store as store_module
 from syncwatch.cluster_ddl import ClusterDDLError, render
-from syncwatch.errors import MigrationError
+from syncwatch.errors import MigrationError, StoreError
 from syncwatch.settings import Settings
 from syncwatch.store import Store
 
@@ -219,3 +220,18 @@ def test_reading_the_ledger_never_creates_it(chdb_dsn: str) -> None:
     finally:
         fresh.command(f"DROP DATABASE IF EXISTS `{fresh.database}` SYNC")
         fresh.close()
+
+
+def test_cluster_store_creates_its_database_on_the_cluster_and_says_so(chdb_dsn: str) -> None:
+    with pytest.raises(StoreError, match=f"cannot create database 'x_db'.*cluster '{CLUSTER}' not found"):
+        Store(chdb_dsn, "x_db", cluster=CLUSTER)
+
+
+def test_cluster_session_settings_reach_every_query(chdb_dsn: str) -> None:
+    client = store_module._connect(chdb_dsn, None, store_module.CLUSTER_SESSION)
+    try:
+        for name, value in store_module.CLUSTER_SESSION.items():
+            got = client.query(f"SELECT toString(getSetting('{name}'))").result_rows[0][0]
+            assert got == str(value) or (value == 1 and got == "true"), name  # a Bool setting reads "true"
+    finally:
+        client.close()
