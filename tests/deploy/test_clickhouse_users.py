@@ -18,7 +18,8 @@ from tests.deploy.files import DEPLOY, services, xml
 USERS = xml((DEPLOY / "clickhouse/users.d/syncwatch-users.xml").read_text())
 DDL = re.compile(r"\b(ALTER|DROP|TRUNCATE|OPTIMIZE|CREATE VIEW|CREATE DICTIONARY)\b")
 # every service opens the store with these two statements (syncwatch/store.py, syncwatch/schema.py)
-BOOTSTRAP = {"CREATE DATABASE ON syncwatch.*", "CREATE TABLE ON syncwatch.schema_migrations", "CLUSTER ON *.*"}
+BOOTSTRAP = {"CREATE DATABASE ON syncwatch.*", "CREATE TABLE ON syncwatch.schema_migrations",
+             "CREATE TABLE ON syncwatch.schema_migrations_local", "CLUSTER ON *.*"}
 
 
 def _grants(user: str) -> list[str]:

@@ -142,4 +142,5 @@ def test_keeper_raft_peers_are_the_keeper_pods() -> None:
 def test_clickhouse_users_are_the_same_as_in_compose() -> None:
     """One definition of who may do what: the ConfigMap must not drift from deploy/clickhouse."""
     compose_users = (DEPLOY / "clickhouse/users.d/syncwatch-users.xml").read_text()
-    assert config_map_data("clickhouse-config")["syncwatch-users.xml"] == compose_users
+    assert config_map_data("clickhouse-config")["syncwatch-users.xml"] == compose_users, (
+        "copy deploy/clickhouse/users.d/syncwatch-users.xml into deploy/k8s/clickhouse.yaml (indented 4)")
