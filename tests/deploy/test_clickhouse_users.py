@@ -63,7 +63,7 @@ def test_the_reconciler_writes_only_findings_runs_versions_and_alert_state() -> 
 
 def test_the_dashboards_user_is_read_only_and_cannot_read_secrets() -> None:
     profile = USERS.find("users/syncwatch_dashboards/profile").text
-    assert USERS.find(f"profiles/{profile}/readonly").text == "1"
+    assert USERS.find(f"profiles/{profile}/readonly").text == "2"  # no writes; query settings allowed
     grants = _grants("syncwatch_dashboards")
     assert all(g.startswith("SELECT ON syncwatch.") for g in grants)
     assert not [g for g in grants if re.search(r"\.(api_keys|users)(_local)?$", g)]
