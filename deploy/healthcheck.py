@@ -40,7 +40,7 @@ def store_ok() -> bool:
             return schema.is_current(store)
         finally:
             store.close()
-    except SyncwatchError as exc:
+    except (SyncwatchError, ValueError) as exc:  # ValueError: pydantic's, for a malformed SYNCWATCH_* value
         print(f"store: {exc}", file=sys.stderr)
         return False
 

@@ -81,3 +81,10 @@ def test_store_probe_fails_on_an_unreachable_server(monkeypatch: pytest.MonkeyPa
 def test_bad_usage_prints_the_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert probe.main(argv) == 2
     assert "healthcheck.py http PATH" in capsys.readouterr().err
+
+
+def test_store_probe_reports_a_malformed_setting(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SYNCWATCH_SPOOL_MAX_BYTES", "lots")
+    assert probe.main(["store"]) == 1
+    assert "spool_max_bytes" in capsys.readouterr().err
