@@ -492,6 +492,28 @@ def bench_api(events: int, findings: int, repeat: int, out: str) -> None:
     run(events, findings, repeat, out)
 
 
+@bench.command("storage")
+@click.option("--consultants", type=click.IntRange(1, 1_000_000), default=200, show_default=True,
+              help="Opening headcount of the simulated firm.")
+@click.option("--clients", type=click.IntRange(1, 1_000_000), default=40, show_default=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Simulated days.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--store-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the temporary chDB store goes (default: the system temp directory).")
+@click.option("--clickhouse-url", default="",
+              help="Measure on this ClickHouse instead (http(s)://user:pass@host:8123); database bench_storage "
+                   "is created there and dropped.")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_storage(consultants: int, clients: int, days: int, seed: int, store_dir: str | None, clickhouse_url: str,
+                  out: str) -> None:
+    """Compressed bytes per event, record and span on simulator data (sizing for docs/DEPLOY.md)."""
+    from syncwatch.bench.storage import run
+    from syncwatch.simulator.delivery import FeedConfig
+
+    config = FeedConfig(seed=seed, consultants=consultants, clients=clients, days=days)
+    run(config, out, store_dir=Path(store_dir) if store_dir else None, dsn=clickhouse_url)
+
+
 @main.group()
 def evidence() -> None:
     """Evidence packs of findings (GET /api/v1/findings/{fingerprint}/evidence)."""
