@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,8 +22,11 @@ log = logging.getLogger(__name__)
 class ScheduledReconciler:
     """Loads the rule packs, then runs each rule on its schedule (or every `every`, if given)."""
 
-    def __init__(self, rules_dir: Path, every: str = "", share: Share | None = None) -> None:
-        self.rules = service.runnable(load_rules(rules_dir))  # a broken pack stops start-up, with every problem
+    def __init__(self, rules_dir: Path, every: str = "", share: Share | None = None,
+                 kpi_state_every: timedelta | None = None) -> None:
+        self.pack = load_rules(rules_dir)  # a broken pack stops start-up, with every problem
+        self.rules = service.runnable(self.pack)
+        self.kpi_state_every = kpi_state_every
         self.notifier = Notifier.from_file(rules_dir / "alerts.yaml")
         self.every = every
         self.share = share or Share()
@@ -33,6 +37,8 @@ class ScheduledReconciler:
                                       lease=lease_for(store, self.share))
         if self.every:
             jobs = [ScheduledJob(job.name, self.every, job.run) for job in jobs]
+        if self.kpi_state_every:
+            jobs += service.kpi_state_jobs(store, self.pack, self.kpi_state_every, share=self.share)
         self._scheduler = scheduler.start(jobs)
 
     def stop(self) -> None:

@@ -9,11 +9,13 @@ Every query returns rows of (stat, bucket, dimension, value, count):
     count      the instances (duration, completion), SLA steps (sla_compliance), settled instances
                (straight_through) or denominator rows
 
-Workflow metrics reuse compile_workflow's per-instance query (steps grouped by correlation key with
-minIf per step); an instance is in range when its first step's time is in [start, end) and is
-bucketed by that time. Its dimension is the first step event's key of that name, else the data
-field of that name. Quantiles interpolate linearly between the instances (quantileExactInclusive,
-numpy's default). A ratio counts rows of its tables whose time is in [start, end).
+Workflow metrics read the workflow's stored per-instance state (reconciler.workflow_state: each
+step's presence, first and last arrival, grouped by correlation key inside ClickHouse and refreshed
+when events arrive) and derive T/done/arrive/due per step as compile_workflow does; an instance is in
+range when its first step's time is in [start, end) and is bucketed by that time. Its dimension is
+the first step event's key of that name, else the data field of that name. Quantiles interpolate
+linearly between the instances (quantileExactInclusive, numpy's default). A ratio counts rows of its
+tables whose time is in [start, end).
 
 Straight-through processing reads the findings and the audit log: an instance is an exception when
 a finding (of the listed rules, any status, resolved ones too) carries its correlation key under
@@ -24,18 +26,20 @@ A ratio side `without_findings` keeps the rows whose key no finding names (invoi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from reconciler import workflow_state
 from reconciler.compile_reconcile import CompiledRule
-from reconciler.compile_workflow import _instances, _keys, _where
+from reconciler.compile_workflow import _derived
 from reconciler.errors import RuleError
 from reconciler.model import Failures, WorkflowRule
 from reconciler.model_kpi import Count, KpiFilter, KpiRule, WithoutFindings, references
 from reconciler.sql import DATETIME, JOIN_SETTINGS, Params
 from syncwatch.store import Store
 
-__all__ = ["COLUMNS", "compile", "evaluate"]
+__all__ = ["COLUMNS", "compile", "evaluate", "prepare"]
 
 Bucket = Literal["day", "week", "month"]
 COLUMNS = ("stat", "bucket", "dimension", "value", "count")
@@ -53,8 +57,10 @@ _TABLES = {
 
 
 def compile(kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
-            dimension: str | None = None, bucket: Bucket | None = None, *, now: datetime | None = None) -> CompiledRule:
-    """The KPI's query over [start, end); `now` decides which SLA deadlines are overdue."""
+            dimension: str | None = None, bucket: Bucket | None = None, *, now: datetime | None = None,
+            state_dimensions: Sequence[str] | None = None) -> CompiledRule:
+    """The KPI's query over [start, end); `now` decides which SLA deadlines are overdue. A workflow
+    KPI reads the workflow's state stored with `state_dimensions` (default: the KPI's own)."""
     _check(kpi, workflows, start, end, dimension, bucket)
     p = Params()
     frame = (p.named("start", start, DATETIME), p.named("end", end, DATETIME))
@@ -62,15 +68,31 @@ def compile(kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, e
         sql = _ratio(p, kpi, frame, dimension, bucket)
     else:
         assert kpi.workflow is not None
-        sql = _workflow(p, kpi, workflows[kpi.workflow], frame, dimension, bucket, now or datetime.now(UTC))
+        dims = kpi.dimensions if state_dimensions is None else state_dimensions
+        sql = _workflow(p, kpi, workflows[kpi.workflow], dims, frame, dimension, bucket, now or datetime.now(UTC))
     return CompiledRule(sql, p.values)
 
 
+def prepare(store: Store, kpi: KpiRule, workflows: dict[str, WorkflowRule], *,
+            state_dimensions: Sequence[str] | None = None,
+            max_staleness: timedelta = timedelta(0)) -> workflow_state.Freshness:
+    """Bring the state a workflow KPI reads up to date (within `max_staleness`); a ratio reads its
+    tables directly and is always current."""
+    if kpi.workflow is None:
+        return workflow_state.Freshness(None, refreshed=False)
+    dims = kpi.dimensions if state_dimensions is None else state_dimensions
+    return workflow_state.ensure_fresh(store, workflows[kpi.workflow], dims, max_staleness)
+
+
 def evaluate(store: Store, kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
-             dimension: str | None = None, bucket: Bucket | None = None, *,
-             now: datetime | None = None) -> list[dict[str, Any]]:
-    """The KPI's rows, ordered by stat, bucket and dimension."""
-    compiled = compile(kpi, workflows, start, end, dimension, bucket, now=now)
+             dimension: str | None = None, bucket: Bucket | None = None, *, now: datetime | None = None,
+             state_dimensions: Sequence[str] | None = None,
+             max_staleness: timedelta | None = timedelta(0)) -> list[dict[str, Any]]:
+    """The KPI's rows, ordered by stat, bucket and dimension. The workflow state is refreshed first
+    when older than `max_staleness` (None: the caller has prepared it)."""
+    if max_staleness is not None:
+        prepare(store, kpi, workflows, state_dimensions=state_dimensions, max_staleness=max_staleness)
+    compiled = compile(kpi, workflows, start, end, dimension, bucket, now=now, state_dimensions=state_dimensions)
     names, rows = store.query_columns(compiled.sql, compiled.parameters)
     return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -121,21 +143,14 @@ def _needed(kpi: KpiRule, rule: WorkflowRule) -> WorkflowRule:
 
 # -- workflow metrics ------------------------------------------------------------------------------------
 
-def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, frame: tuple[str, str], dimension: str | None,
-              bucket: str | None, now: datetime) -> str:
+def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, dims: Sequence[str], frame: tuple[str, str],
+              dimension: str | None, bucket: str | None, now: datetime) -> str:
     at = p.named("now", now, DATETIME)
-    join = ""
-    if dimension is not None:
-        first = rule.steps[0]
-        value = f"if(mapContains(keys, {p(dimension)}), keys[{p(dimension)}], JSONExtractString(data, {p(dimension)}))"
-        join = (f"\n    LEFT JOIN (SELECT ck, argMin({value}, time) AS dim\n"
-                f"               FROM events FINAL ARRAY JOIN {_keys(p, first)} AS ck\n"
-                f"               WHERE {_where(p, first)} AND ck != '' GROUP BY ck) AS dims USING ck")
-    d = "dim" if dimension else "''"
-    join += _exceptions(p, kpi, rule)
-    source = (f"    SELECT {_bucket(bucket, 'first0')} AS b, {d} AS d, {_per_instance(kpi, rule, at)}\n"
-              f"    FROM (\n{_instances(p, _needed(kpi, rule), None, now)}\n    ) AS i{join}\n"
-              f"    WHERE first0 >= {frame[0]} AND first0 < {frame[1]}")
+    needed = _needed(kpi, rule)
+    stored = workflow_state.instances(p, workflow_state.kpi_rule(rule), dims, dimension, frame)
+    instances = f"        SELECT *, {', '.join(_derived(p, needed))}\n        FROM (\n        {stored}\n        )"
+    source = (f"    SELECT {_bucket(bucket, 'first0')} AS b, dim AS d, {_per_instance(kpi, rule, at)}\n"
+              f"    FROM (\n{instances}\n    ) AS i{_exceptions(p, kpi, rule)}\n    WHERE 1")
     if kpi.duration:
         stats = [(s, _STATS[s]) for s in kpi.duration.stats]
         return _grouped(stats, "count()", source + " AND measured", " HAVING count() > 0")

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler import compile_reconcile, compile_workflow, rule_versions
+from reconciler import compile_reconcile, compile_workflow, rule_versions, workflow_state
 from reconciler.alerts import Notifier
 from reconciler.findings import Scope
 from reconciler.loader import LoadedRule
 from reconciler.model import WorkflowRule
+from reconciler.model_kpi import KpiRule
 from reconciler.rule_shards import Share
 from reconciler.run_lease import RunLease
 from reconciler.runner import RunResult, last_success, run_rule
@@ -96,6 +97,32 @@ def scheduled_jobs(store: Store, rules: Iterable[LoadedRule], notifier: Notifier
     mine = (share or Share()).of(rules)
     return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_leased, store, r, False, notifier, lease=lease))
             for r in mine]
+
+
+def kpi_state_jobs(store: Store, rules: Iterable[LoadedRule], every: timedelta, *,
+                   share: Share | None = None) -> list[ScheduledJob]:
+    """One job per workflow that KPIs read: refresh its per-instance state whenever events arrived,
+    so that KPI requests find it fresh (reconciler.workflow_state). Sharded like rules."""
+    loaded = list(rules)
+    kpis = [r.rule for r in loaded if isinstance(r.rule, KpiRule)]
+    jobs = []
+    for r in loaded:
+        if not isinstance(r.rule, WorkflowRule) or not r.rule.enabled:
+            continue
+        if not any(k.enabled and k.workflow == r.name for k in kpis):
+            continue
+        name = f"kpi-state:{r.name}"
+        if (share or Share()).owns(name):
+            dims = workflow_state.dimensions_for(kpis, r.name)
+            jobs.append(ScheduledJob(name, every, functools.partial(_refresh_state, store, r.rule, dims)))
+    return jobs
+
+
+def _refresh_state(store: Store, rule: WorkflowRule, dims: list[str]) -> None:
+    try:
+        workflow_state.ensure_fresh(store, rule, dims)
+    except Exception:  # a failed refresh is retried at the next tick; requests refresh on their own
+        log.exception("refreshing the KPI state of workflow %s failed", rule.name)
 
 
 def schedule_of(loaded: LoadedRule) -> Schedule:

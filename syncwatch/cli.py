@@ -361,6 +361,8 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
                 sys.exit(1)
             return
         jobs = service.scheduled_jobs(store, chosen, notifier, share=share, lease=lease)
+        if settings.kpi_state_every and not rule_name:
+            jobs += service.kpi_state_jobs(store, _load_rules(path), settings.kpi_state_every, share=share)
         click.echo(f"reconciler {share}: {len(jobs)} of {len(chosen)} rule(s): {', '.join(j.name for j in jobs)}",
                    err=True)
         _serve_schedule(scheduler.start(jobs))

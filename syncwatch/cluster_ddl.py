@@ -66,6 +66,11 @@ SHARDING_KEYS: dict[str, tuple[str, str]] = {
                     "a rule's claims on one shard, so the claimants of one rule read one replica's view"),
     "replays": ("cityHash64(fingerprint)",
                 "versions of (fingerprint, replay_id) meet, next to their finding"),
+    "workflow_instances": ("cityHash64(ck)",
+                           "refreshed versions of one instance (workflow, definition, ck) meet; a business key's "
+                           "instances of every workflow on one shard"),
+    "workflow_state_refreshes": ("cityHash64(CAST(workflow, 'String'))",
+                                 "a workflow's refresh ledger rows meet (ReplacingMergeTree by workflow)"),
 }
 
 _NAME = r"`?([A-Za-z_][A-Za-z0-9_]*)`?"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     reconcile_every: str = Field(
         "", description="Override every rule's schedule with this interval (e.g. 30s); the demo uses it."
     )
+    kpi_max_staleness_seconds: float = Field(
+        60.0, ge=0, description="How old the per-instance workflow state behind the KPIs may be before a KPI "
+        "request refreshes it first; the reconciler refreshes it every half of this (0: every request that "
+        "finds new events refreshes).")
     reconciler_replicas: int = Field(
         1, description="How many `syncwatch reconcile` processes share the rule pack; each schedules the rules "
         "whose stable hash modulo this number is its index."
@@ -132,6 +137,12 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb://")
+
+    @property
+    def kpi_state_every(self) -> timedelta | None:
+        """How often the reconciler refreshes the KPIs' workflow state (None: only on request)."""
+        seconds = self.kpi_max_staleness_seconds / 2
+        return timedelta(seconds=max(seconds, 1.0)) if seconds > 0 else None
 
     @property
     def reconciles_in_process(self) -> bool:

@@ -52,6 +52,7 @@ def settings(tmp_path: Path, chdb_dsn: str, database: str) -> Settings:
     return Settings(
         data_dir=tmp_path / "data", clickhouse_url=chdb_dsn, clickhouse_database=database,
         rules_dir=REPO / "rules", admin_token=ADMIN_TOKEN, batch_max_delay_ms=20, key_refresh_seconds=0.2,
+        kpi_max_staleness_seconds=0,  # tests read KPIs right after writing events
     )
 
 

@@ -7,7 +7,7 @@ which of its three views (overall, per bucket, per dimension) a request needs.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from collector.api.access import User, require
 from collector.api.params import TimeRange, as_utc, bad_parameter, not_found, time_range
 from collector.api.rule_pack import RulePack, rule_pack
-from reconciler import compile_kpi
+from reconciler import compile_kpi, workflow_state
 from reconciler.findings import effective_status_sql
 from reconciler.model_kpi import KpiRule
 from syncwatch.store import Store
@@ -54,6 +54,9 @@ class KpiValues(BaseModel):
     end: datetime
     bucket: str | None
     dimension: str | None
+    as_of: datetime | None = Field(description="a workflow KPI's state as of this time (refreshed when events "
+                                               "arrive, at most SYNCWATCH_KPI_MAX_STALENESS_SECONDS old); "
+                                               "null for a ratio, which is always current")
     values: list[KpiPoint] = Field(description="the whole range, one point per stat")
     trend: list[KpiPoint] = Field(description="per bucket (empty without `bucket`)")
     breakdown: list[KpiPoint] = Field(description="per value of `dimension` (empty without it)")
@@ -71,6 +74,7 @@ class KpiTile(BaseModel):
     change: float | None = Field(description="value - previous")
     change_ratio: float | None = Field(description="(value - previous) / previous; null when previous is 0 or none")
     better: Better | None
+    as_of: datetime | None = Field(None, description="the KPI's workflow state as of this time (null: a ratio)")
 
 
 class MoneyAtRisk(BaseModel):
@@ -128,8 +132,23 @@ def _kpi(rules: RulePack, name: str) -> KpiRule:
     return kpi
 
 
+def _state_dimensions(rules: RulePack, kpi: KpiRule) -> list[str] | None:
+    return workflow_state.dimensions_for(rules.kpis.values(), kpi.workflow) if kpi.workflow else None
+
+
+def _prepare(request: Request, rules: RulePack, kpi: KpiRule) -> datetime | None:
+    """Refresh the KPI's workflow state if it is older than the configured staleness and events
+    arrived since; the state's as-of time."""
+    max_age = timedelta(seconds=request.app.state.settings.kpi_max_staleness_seconds)
+    fresh = compile_kpi.prepare(request.app.state.store, kpi, rules.workflows,
+                                state_dimensions=_state_dimensions(rules, kpi), max_staleness=max_age)
+    return as_utc(fresh.as_of) if fresh.as_of else None
+
+
 def _evaluate(store: Store, rules: RulePack, kpi: KpiRule, period: TimeRange, **view: Any) -> list[dict[str, Any]]:
-    return compile_kpi.evaluate(store, kpi, rules.workflows, period.start, period.end, **view)
+    """The KPI over `period` from state prepared by _prepare."""
+    return compile_kpi.evaluate(store, kpi, rules.workflows, period.start, period.end,
+                                state_dimensions=_state_dimensions(rules, kpi), max_staleness=None, **view)
 
 
 @router.get("/kpis", summary="The KPI catalogue: every KPI with its unit, stats and dimensions")
@@ -144,9 +163,11 @@ def kpi_summary(request: Request, start: str | None = Query(None, description="I
     store: Store = request.app.state.store
     period = time_range(start, end)
     before = period.previous()
-    tiles = [_tile(kpi, _headline(_evaluate(store, rules, kpi, period), kpi),
-                   _headline(_evaluate(store, rules, kpi, before), kpi))
-             for kpi in rules.kpis.values() if kpi.enabled]
+    tiles = []
+    for kpi in (k for k in rules.kpis.values() if k.enabled):
+        as_of = _prepare(request, rules, kpi)
+        tiles.append(_tile(kpi, _headline(_evaluate(store, rules, kpi, period), kpi),
+                           _headline(_evaluate(store, rules, kpi, before), kpi), as_of))
     names, rows = store.query_columns(revenue_at_risk_sql())
     risk = [MoneyAtRisk(**dict(zip(names, row, strict=True))) for row in rows]
     return KpiSummary(start=period.start, end=period.end, previous_start=before.start, previous_end=before.end,
@@ -160,13 +181,14 @@ def _headline(rows: list[dict[str, Any]], kpi: KpiRule) -> tuple[float | None, i
     return (float(found["value"]), int(found["count"])) if found else (None, 0)
 
 
-def _tile(kpi: KpiRule, now: tuple[float | None, int], before: tuple[float | None, int]) -> KpiTile:
+def _tile(kpi: KpiRule, now: tuple[float | None, int], before: tuple[float | None, int],
+          as_of: datetime | None) -> KpiTile:
     (value, count), (previous, previous_count) = now, before
     change = value - previous if value is not None and previous is not None else None
     ratio = change / previous if change is not None and previous else None
     return KpiTile(name=kpi.name, description=kpi.description, unit=kpi.unit, stat=stats_of(kpi)[0], value=value,
                    count=count, previous=previous, previous_count=previous_count, change=change, change_ratio=ratio,
-                   better=better_of(kpi))
+                   better=better_of(kpi), as_of=as_of)
 
 
 @router.get("/kpis/{name}", summary="One KPI over a range: overall values, trend buckets, breakdown by a dimension")
@@ -182,9 +204,10 @@ def get_kpi(request: Request, name: str,
                                          f"(choose from: {', '.join(kpi.dimensions) or 'none'})")
     period = time_range(start, end)
     store: Store = request.app.state.store
+    as_of = _prepare(request, rules, kpi)
     overall = _evaluate(store, rules, kpi, period)
     trend = _evaluate(store, rules, kpi, period, bucket=bucket) if bucket else []
     breakdown = _evaluate(store, rules, kpi, period, dimension=dimension) if dimension else []
     return KpiValues(name=kpi.name, unit=kpi.unit, start=period.start, end=period.end, bucket=bucket,
-                     dimension=dimension, values=_points(overall, None), trend=_points(trend, "bucket"),
+                     dimension=dimension, as_of=as_of, values=_points(overall, None), trend=_points(trend, "bucket"),
                      breakdown=_points(breakdown, "dimension"))
