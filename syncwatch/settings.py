@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         "", description="Override every rule's schedule with this interval (e.g. 30s); the demo uses it."
     )
     kpi_max_staleness_seconds: float = Field(
-        60.0, ge=0, description="How old the per-instance workflow state behind the KPIs may be before a KPI "
+        300.0, ge=0, description="How old the per-instance workflow state behind the KPIs may be before a KPI "
         "request refreshes it first; the reconciler refreshes it every half of this (0: every request that "
         "finds new events refreshes).")
     reconciler_replicas: int = Field(
