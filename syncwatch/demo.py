@@ -36,7 +36,9 @@ def run_demo(settings: Settings, duration: float | None, seed: int, fault_rate: 
     if settings.embedded:
         _fresh_demo_store(settings)
     # Rules normally run every 15 minutes or hourly; the demo compresses half a year into minutes.
-    settings = settings.model_copy(update={"reconcile_every": settings.reconcile_every or "20s"})
+    # KPIs follow the feed within half a minute instead of five.
+    settings = settings.model_copy(update={"reconcile_every": settings.reconcile_every or "20s",
+                                           "kpi_max_staleness_seconds": min(settings.kpi_max_staleness_seconds, 30)})
     server, app = build_server(settings)
     ui = demo_dashboards.launch(settings) if dashboards else None
     stop = threading.Event()
