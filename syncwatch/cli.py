@@ -483,6 +483,22 @@ def bench_api(events: int, findings: int, repeat: int, out: str) -> None:
     run(events, findings, repeat, out)
 
 
+@bench.command("accuracy")
+@click.option("--seed", type=int, default=7, show_default=True, help="Simulator seed (same seed, same faults).")
+@click.option("--consultants", type=click.IntRange(2, 100_000), default=40, show_default=True,
+              help="Opening headcount of the simulated firm (clients: a quarter of it).")
+@click.option("--days", type=click.IntRange(1, 36_500), default=180, show_default=True,
+              help="Simulated days; faults stop 95 days before the end so every consequence is due.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Share of each kind of integration step that goes wrong.")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_accuracy(seed: int, consultants: int, days: int, fault_rate: float, out: str) -> None:
+    """Precision and recall of the default pack's findings per fault type, against the simulator's ground truth."""
+    from syncwatch.bench.accuracy import run
+
+    run(seed, consultants, days, fault_rate, out)
+
+
 @main.group()
 def evidence() -> None:
     """Evidence packs of findings (GET /api/v1/findings/{fingerprint}/evidence)."""
