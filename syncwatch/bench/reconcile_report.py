@@ -20,7 +20,8 @@ def _mem(value: int) -> str:
 
 
 def _rate(n: int, seconds: float) -> str:
-    return f"{n / seconds / 1e6:.2f} M"
+    rate = n / seconds
+    return f"{rate / 1e6:.2f} M" if rate >= 1e6 else f"{rate / 1e3:,.0f} k"
 
 
 def _exact(r: dict[str, Any]) -> str:
