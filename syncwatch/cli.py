@@ -393,12 +393,19 @@ def _serve_schedule(running: BackgroundScheduler) -> None:
               help="Live mode: real seconds per simulated day (0: as fast as the server takes it).")
 @click.option("--ground-truth", type=click.Path(dir_okay=False), default=None,
               help="Live mode: where to log injected faults (default <data dir>/ground_truth.jsonl).")
+@click.option("--target-events", type=click.IntRange(1), default=None,
+              help="With --out: stop after the simulated day on which this many events are written (--days "
+                   "caps the run, so give it room). A grown firm sends ~1.6 events a day per opening consultant: "
+                   "--consultants 1000 --clients 200 --days 7000 --target-events 10000000 gives 10M.")
 def simulate(seed: int, consultants: int, clients: int, days: int, start_date: datetime | None, fault_rate: float,
              events_per_batch: int, out_dir: str | None, url: str | None, pace: float,
-             ground_truth: str | None) -> None:
+             ground_truth: str | None, target_events: int | None) -> None:
     """A seeded consulting firm across CRM, PSA, HRIS, time, ERP and billing, with injected faults:
     sent live to a running Syncwatch, or written to files with --out."""
     from syncwatch.simulator.delivery import FeedConfig
+
+    if target_events is not None and out_dir is None:
+        raise click.UsageError("--target-events needs --out (bulk mode)")
 
     settings = _settings()
     config = FeedConfig(seed=seed, consultants=consultants, clients=clients, days=days, fault_rate=fault_rate,
@@ -407,11 +414,18 @@ def simulate(seed: int, consultants: int, clients: int, days: int, start_date: d
                         ground_truth_path=Path(ground_truth) if ground_truth else
                         settings.data_dir / "ground_truth.jsonl")
     if out_dir is not None:
+        import resource
+        import time
+
         from syncwatch.simulator.files import write_files
 
-        summary = write_files(config, Path(out_dir))
+        began = time.perf_counter()
+        summary = write_files(config, Path(out_dir), target_events)
+        seconds = time.perf_counter() - began
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
         click.echo(f"wrote {summary['events']:,} events, {summary['records']:,} records and {summary['spans']:,}"
-                   f" spans from {summary['start_date']} ({days} days) to {out_dir}; faults: "
+                   f" spans from {summary['start_date']} ({summary['days']} days) to {out_dir} in {seconds:.0f} s "
+                   f"({summary['events'] / seconds:,.0f} events/s, peak RSS {peak_mib:,} MiB); faults: "
                    + (", ".join(f"{k} {v}" for k, v in summary["faults"].items()) or "none"))
         return
     from syncwatch.simulator.live import run_live
