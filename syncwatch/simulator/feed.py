@@ -185,6 +185,8 @@ class Feed(Delivery):
             sheet.withheld = True
             self.truth.record(UNBILLED_TIMESHEET, f.at.date(), ("psa", "billing"), keys, amount=sheet.amount,
                               currency=sheet.currency, period=sheet.period)
+        if not sheet.billable or sheet.withheld:  # no invoice will link to it: forget its context
+            self._ctx.pop(sheet.timesheet_id, None)
 
     # -- money -----------------------------------------------------------------------------------------
 
