@@ -404,12 +404,19 @@ def _serve_schedule(running: BackgroundScheduler) -> None:
               help="Live mode: real seconds per simulated day (0: as fast as the server takes it).")
 @click.option("--ground-truth", type=click.Path(dir_okay=False), default=None,
               help="Live mode: where to log injected faults (default <data dir>/ground_truth.jsonl).")
+@click.option("--target-events", type=click.IntRange(1), default=None,
+              help="With --out: stop after the simulated day on which this many events are written (--days "
+                   "caps the run, so give it room). A grown firm sends ~1.6 events a day per opening consultant: "
+                   "--consultants 1000 --clients 200 --days 7000 --target-events 10000000 gives 10M.")
 def simulate(seed: int, consultants: int, clients: int, days: int, start_date: datetime | None, fault_rate: float,
              events_per_batch: int, out_dir: str | None, url: str | None, pace: float,
-             ground_truth: str | None) -> None:
+             ground_truth: str | None, target_events: int | None) -> None:
     """A seeded consulting firm across CRM, PSA, HRIS, time, ERP and billing, with injected faults:
     sent live to a running Syncwatch, or written to files with --out."""
     from syncwatch.simulator.delivery import FeedConfig
+
+    if target_events is not None and out_dir is None:
+        raise click.UsageError("--target-events needs --out (bulk mode)")
 
     settings = _settings()
     config = FeedConfig(seed=seed, consultants=consultants, clients=clients, days=days, fault_rate=fault_rate,
@@ -418,11 +425,19 @@ def simulate(seed: int, consultants: int, clients: int, days: int, start_date: d
                         ground_truth_path=Path(ground_truth) if ground_truth else
                         settings.data_dir / "ground_truth.jsonl")
     if out_dir is not None:
+        import resource
+        import time
+
         from syncwatch.simulator.files import write_files
 
-        summary = write_files(config, Path(out_dir))
+        began, cpu = time.perf_counter(), time.process_time()
+        summary = write_files(config, Path(out_dir), target_events)
+        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu  # CPU: what a busy machine hides
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
         click.echo(f"wrote {summary['events']:,} events, {summary['records']:,} records and {summary['spans']:,}"
-                   f" spans from {summary['start_date']} ({days} days) to {out_dir}; faults: "
+                   f" spans from {summary['start_date']} ({summary['days']} days) to {out_dir} in {seconds:.0f} s "
+                   f"({summary['events'] / seconds:,.0f} events/s, peak RSS {peak_mib:,} MiB, {cpu:.0f} s of CPU); "
+                   "faults: "
                    + (", ".join(f"{k} {v}" for k, v in summary["faults"].items()) or "none"))
         return
     from syncwatch.simulator.live import run_live
@@ -514,6 +529,43 @@ def bench_storage(consultants: int, clients: int, days: int, seed: int, store_di
 
     config = FeedConfig(seed=seed, consultants=consultants, clients=clients, days=days)
     run(config, out, store_dir=Path(store_dir) if store_dir else None, dsn=clickhouse_url)
+
+
+@bench.command("accuracy")
+@click.option("--seed", type=int, default=7, show_default=True, help="Simulator seed (same seed, same faults).")
+@click.option("--consultants", type=click.IntRange(2, 100_000), default=40, show_default=True,
+              help="Opening headcount of the simulated firm (clients: a quarter of it).")
+@click.option("--days", type=click.IntRange(1, 36_500), default=180, show_default=True,
+              help="Simulated days; faults stop 95 days before the end so every consequence is due.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of each kind of integration step that goes wrong (0.1: every fault type occurs).")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_accuracy(seed: int, consultants: int, days: int, fault_rate: float, out: str) -> None:
+    """Precision and recall of the default pack's findings per fault type, against the simulator's ground truth."""
+    from syncwatch.bench.accuracy import run
+
+    run(seed, consultants, days, fault_rate, out)
+
+
+@bench.command("all")
+@click.option("--small", is_flag=True, help="A smoke run at small sizes (minutes, not the stated sizes).")
+@click.option("--only", multiple=True, type=click.Choice(["ingest", "reconcile", "api", "latency", "accuracy"]),
+              help="Run only these (repeat the option); default: all five.")
+@click.option("--out", type=click.Path(file_okay=False), default="bench-results", show_default=True,
+              help="Where each benchmark writes its JSON and markdown.")
+@click.option("--docs", type=click.Path(file_okay=False), default="docs/benchmarks", show_default=True,
+              help="Where the markdown reports are copied; '' to leave the docs alone.")
+def bench_all(small: bool, only: tuple[str, ...], out: str, docs: str) -> None:
+    """Every benchmark, one after another, at the sizes the figures are stated for (`make bench`).
+
+    Full size needs a quiet machine and about an hour (10M-record and 10M-event stores). Exit code 1
+    names the benchmarks that failed; the others' reports are still written.
+    """
+    from syncwatch.bench.all import run
+
+    failed = run(small, only, Path(out), Path(docs) if docs else None)
+    if failed:
+        raise SyncwatchError(f"benchmarks failed: {', '.join(failed)} (their output is above)")
 
 
 @main.group()

@@ -21,8 +21,7 @@ import httpx
 
 from syncwatch import schema
 from syncwatch.bench import api_data
-from syncwatch.bench.figures import percentile
-from syncwatch.bench.ingest import machine
+from syncwatch.bench.figures import machine, machine_line, percentile
 from syncwatch.bench.serverproc import ServerProcess
 from syncwatch.settings import Settings
 from syncwatch.store import Store
@@ -46,7 +45,7 @@ def requests_to_time(now: datetime) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def run(events: int, findings: int, repeat: int, out_dir: str) -> dict[str, Any]:
-    now = datetime.now(UTC)
+    now, where = datetime.now(UTC), machine()
     with tempfile.TemporaryDirectory(prefix="syncwatch-bench-api-") as tmp:
         data_dir = Path(tmp) / "data"
         click.echo(f"generating ~{events:,} events and {findings:,} findings ...")
@@ -61,7 +60,7 @@ def run(events: int, findings: int, repeat: int, out_dir: str) -> dict[str, Any]
             timings = _time_requests(server.url, token, requests_to_time(now), repeat)
         finally:
             server.stop()
-    report = {"benchmark": "query API", "date": now.date().isoformat(), "machine": machine(), "counts": counts,
+    report = {"benchmark": "query API", "date": now.date().isoformat(), "machine": where, "counts": counts,
               "generate_seconds": generate_seconds, "repeat": repeat, "target_p95_seconds": TARGET_P95_SECONDS,
               "requests": timings}
     _write(report, Path(out_dir))
@@ -112,7 +111,7 @@ def _write(report: dict[str, Any], out: Path) -> None:
     m, c = report["machine"], report["counts"]
     total = sum(v for k, v in c.items() if k != "findings")
     lines = [
-        f"Measured {report['date']} on {m['cores']} cores, {m['memory_gib']} GiB: {total:,} events "
+        f"{machine_line(m)} {total:,} events "
         f"(time-to-bill over 180 days), {c['findings']:,} findings; a real server, an ops user's token, "
         f"{report['repeat']} requests each after one warm-up.",
         "",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -20,13 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import httpx
 
 from syncwatch.bench.ceiling import raw_insert_ceiling
+from syncwatch.bench.figures import machine, machine_line
 from syncwatch.bench.serverproc import ServerProcess
 
 PLACEHOLDER = b"@@@@@@@@@@"  # 10 bytes, replaced per request to keep event ids unique
@@ -37,6 +36,10 @@ CE_BATCH = "application/cloudevents-batch+json"
 @dataclass
 class Scenario:
     name: str
+    protocol: str = ""  # "CloudEvents" or "OTLP spans"
+    batch: int = 0  # items per request
+    clients: int = 0
+    client: str = "Python threads"  # or "wrk"
     items: int = 0
     requests: int = 0
     refused: int = 0
@@ -45,6 +48,7 @@ class Scenario:
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    peak_rss_mib: int = 0  # the server's, sampled every 0.25 s during this scenario
 
     @property
     def rate(self) -> float:
@@ -175,7 +179,7 @@ end
 def run_single_wrk(server: ServerProcess, token: str, clients: int, seconds: float) -> Scenario:
     wrk = _ensure_wrk()
     template = event_template(1).decode().replace("%", "%%").replace(PLACEHOLDER.decode(), "%s")
-    result = Scenario(f"CloudEvents, single-event requests, {clients} clients")
+    result = Scenario(f"CloudEvents, single-event requests, {clients} clients", client="wrk")
     count_sql = "SELECT count() FROM events"
     before = server.scalar(count_sql)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
@@ -225,14 +229,8 @@ def _ensure_wrk() -> str:
     return found
 
 
-def machine() -> dict[str, object]:
-    with open("/proc/meminfo") as fh:
-        mem_kb = int(fh.readline().split()[1])
-    return {"cores": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
-            "python": platform.python_version(), "date": datetime.now(UTC).strftime("%Y-%m-%d")}
-
-
 def run(seconds: float, out_dir: str, sustain_seconds: float = 0.0) -> dict[str, object]:
+    where = machine()
     click.echo("raw store insert ceiling (insert_arrow, 10k-row batches, embedded chDB) ...")
     ceiling = raw_insert_ceiling()
     with tempfile.TemporaryDirectory(prefix="syncwatch-bench-") as tmp:
@@ -243,33 +241,44 @@ def run(seconds: float, out_dir: str, sustain_seconds: float = 0.0) -> dict[str,
             sustained = _sustain(server, sustain_seconds) if sustain_seconds else None
         finally:
             server.stop()
-    report = {"machine": machine(), "ceiling_rows_per_s": ceiling,
+    report = {"machine": where, "ceiling_rows_per_s": ceiling,
               "scenarios": [{**asdict(s), "rate_per_s": round(s.rate), "latencies_ms": None} for s in scenarios],
               "server_peak_rss_mib": round(server.peak_rss / 2**20), "sustained": sustained}
     _write(report, Path(out_dir))
     return report
 
 
+# (protocol, items per request, clients, event type or None for spans, label suffix); every protocol at
+# batch sizes 1, 100 and 1,000, and once without per-event schema work to show what it costs
+PLANS = [
+    ("CloudEvents", 1000, 4, "psa.timesheet.approved", ""),
+    ("CloudEvents", 1000, 4, "psa.timesheet.note", ", type without schema or key mapping"),
+    ("CloudEvents", 100, 8, "psa.timesheet.approved", ""),
+    ("CloudEvents", 1, 16, "psa.timesheet.approved", ""),
+    ("OTLP spans", 1000, 4, None, ""),
+    ("OTLP spans", 100, 8, None, ""),
+    ("OTLP spans", 1, 8, None, ""),
+]
+
+
 def _scenarios(server: ServerProcess, seconds: float) -> list[Scenario]:
     events_key, spans_key = server.key("psa", "events"), server.key("*", "telemetry")
-    count_events, count_spans = "SELECT count() FROM events", "SELECT count() FROM otel_traces"
-    plans = [
-        ("CloudEvents, batches of 1,000", event_template(1000), 1000, 4, CE_BATCH),
-        ("CloudEvents, batches of 1,000, type without schema or key mapping",
-         event_template(1000, "psa.timesheet.note"), 1000, 4, CE_BATCH),
-        ("CloudEvents, batches of 100", event_template(100), 100, 8, CE_BATCH),
-    ]
     results = []
-    for name, template, per, clients, ctype in plans:
+    for protocol, per, clients, event_type, suffix in PLANS:
+        name = f"{protocol}, {'single-item requests' if per == 1 else f'batches of {per:,}'}{suffix}"
         click.echo(f"{name} ({clients} clients, {seconds:.0f} s) ...")
-        results.append(run_threads(server, name, "/v1/events", events_key, ctype, template, per, clients,
-                                   seconds, count_events, unique_events(str(len(results)))))
-    click.echo(f"CloudEvents, single-event requests (16 clients, {seconds:.0f} s) ...")
-    results.append(run_single_wrk(server, events_key, 16, seconds))
-    click.echo(f"OTLP spans, protobuf, batches of 1,000 (4 clients, {seconds:.0f} s) ...")
-    results.append(run_threads(server, "OTLP spans (protobuf), batches of 1,000", "/v1/traces", spans_key,
-                               "application/x-protobuf", span_template(1000), 1000, 4, seconds, count_spans,
-                               unique_spans))
+        mark = len(server.rss_samples)
+        if event_type and per == 1:
+            result = run_single_wrk(server, events_key, clients, seconds)  # a Python client would be the bottleneck
+        elif event_type:
+            result = run_threads(server, name, "/v1/events", events_key, CE_BATCH, event_template(per, event_type),
+                                 per, clients, seconds, "SELECT count() FROM events", unique_events(str(len(results))))
+        else:
+            result = run_threads(server, name, "/v1/traces", spans_key, "application/x-protobuf", span_template(per),
+                                 per, clients, seconds, "SELECT count() FROM otel_traces", unique_spans)
+        result.name, result.protocol, result.batch, result.clients = name, protocol, per, clients
+        result.peak_rss_mib = round(max((r for _, r in server.rss_samples[mark:]), default=0) / 2**20)
+        results.append(result)
     return results
 
 
@@ -289,21 +298,26 @@ def _sustain(server: ServerProcess, seconds: float) -> dict[str, object]:
 
 
 def markdown(report: dict) -> str:
-    m = report["machine"]
+    ceiling = report["ceiling_rows_per_s"]
     lines = [
-        f"Measured {m['date']} on {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
-        "acknowledged = fsynced to the spool; rate = items / (first request to all rows queryable).",
+        f"{machine_line(report['machine'])} Acknowledged = fsynced to the spool; items/s = items / (first request "
+        "to all rows queryable); peak RSS is the server's during the scenario; ceiling = the raw store insert rate "
+        "of the same rows (insert_arrow of 10k-row batches into the same embedded chDB, no HTTP), measured in the "
+        "same run.",
         "",
-        "| scenario | items/s (to queryable) | requests | refused | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | batch | clients | items/s (to queryable) | % of ceiling | requests | refused | p50 ms | "
+        "p99 ms | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in report["scenarios"]:
-        lines.append(f"| {s['name']} | {s['rate_per_s']:,} | {s['requests']:,} | {s['refused']:,} | "
-                     f"{s['p50_ms']:.1f} | {s['p99_ms']:.1f} |")
-    ceiling = report["ceiling_rows_per_s"]
-    lines += ["", f"Raw store insert ceiling (same run, insert_arrow of 10k-row batches): "
-              f"{ceiling['events']:,} event rows/s, {ceiling['spans']:,} span rows/s. "
-              f"Server peak RSS: {report['server_peak_rss_mib']} MiB."]
+        roof = ceiling["spans" if s.get("protocol") == "OTLP spans" else "events"]
+        client = " (wrk)" if s.get("client") == "wrk" else ""
+        lines.append(f"| {s['name']} | {s.get('batch', '')} | {s.get('clients', '')}{client} | {s['rate_per_s']:,} | "
+                     f"{s['rate_per_s'] / roof:.0%} | {s['requests']:,} | {s['refused']:,} | {s['p50_ms']:.1f} | "
+                     f"{s['p99_ms']:.1f} | {s.get('peak_rss_mib', '')} |")
+    lines += ["", f"Raw store insert ceiling: {ceiling['events']:,} event rows/s, {ceiling['spans']:,} span rows/s. "
+              f"Server peak RSS over the whole run: {report['server_peak_rss_mib']} MiB. Single-item OTLP requests "
+              "come from Python client threads, which may be the bottleneck; single CloudEvents from wrk."]
     if report.get("sustained"):
         s = report["sustained"]
         lines.append(f"Sustained {s['seconds']} s at {s['events_per_s']:,} events/s: RSS max "

@@ -24,8 +24,7 @@ from typing import Any
 import click
 import httpx
 
-from syncwatch.bench.figures import percentile
-from syncwatch.bench.ingest import machine
+from syncwatch.bench.figures import machine, machine_line, percentile
 from syncwatch.bench.serverproc import ServerProcess
 
 MAPPING = """\
@@ -93,7 +92,7 @@ def _event(instance: str, at: datetime) -> dict[str, Any]:
 
 
 def run(instances: int, spread_seconds: float, sla_seconds: int, every_seconds: int, out_dir: str) -> dict[str, Any]:
-    receiver = Receiver()
+    where, receiver = machine(), Receiver()
     with tempfile.TemporaryDirectory(prefix="syncwatch-latency-") as tmp:
         rules = Path(tmp) / "rules"
         (rules / "packs" / "bench").mkdir(parents=True)
@@ -115,7 +114,7 @@ def run(instances: int, spread_seconds: float, sla_seconds: int, every_seconds: 
             receiver.close()
     latencies = [receiver.arrivals[k] - deadlines[k] for k in deadlines if k in receiver.arrivals]
     report = {
-        "benchmark": "detection latency", "date": datetime.now(UTC).date().isoformat(), "machine": machine(),
+        "benchmark": "detection latency", "date": datetime.now(UTC).date().isoformat(), "machine": where,
         "instances": instances, "spread_seconds": spread_seconds, "sla_seconds": sla_seconds,
         "every_seconds": every_seconds, "alerted": len(latencies), "missed": instances - len(latencies),
         "webhook_posts": receiver.posts,
@@ -151,7 +150,7 @@ def _write(report: dict[str, Any], out: Path) -> None:
     (out / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]
     lines = [
-        f"Measured {report['date']} on {m['cores']} cores, {m['memory_gib']} GiB. "
+        f"{machine_line(m)} "
         f"{report['instances']:,} workflow instances started over {report['spread_seconds']:.0f} s, none finished; "
         f"SLA {report['sla_seconds']} s; rule scheduled every {report['every_seconds']} s; alerts to a loopback "
         "webhook.",

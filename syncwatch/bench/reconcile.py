@@ -35,8 +35,7 @@ from reconciler.compile_workflow import compile as compile_workflow
 from reconciler.loader import load_text
 from syncwatch import schema
 from syncwatch.bench import reconcile_data as data
-from syncwatch.bench.figures import percentile
-from syncwatch.bench.ingest import machine
+from syncwatch.bench.figures import machine, percentile
 from syncwatch.store import Store
 
 TARGETS = {
@@ -342,14 +341,14 @@ def run(
     if baselines and (missing := _missing_extra()):
         click.echo(missing, err=True)
     rule = load_text(data.RULE_YAML, "bench rule").pop().rule
-    load_before = os.getloadavg()[0]
+    where = machine()
     with tempfile.TemporaryDirectory(prefix="syncwatch-bench-reconcile-") as tmp:
         dsn = f"chdb://{tmp}"
         results = [_size(dsn, rule, n, baselines, repeat) for n in sizes]
         stuck = _stuck(dsn, events, repeat) if events else None
     # the machine may be shared: a load average above its core count means the figures are pessimistic
     report = {
-        "machine": {**machine(), "load_1m_before": load_before, "load_1m_after": os.getloadavg()[0]},
+        "machine": {**where, "load_1m_after": round(os.getloadavg()[0], 2)},
         "targets": TARGETS,
         "target_rows": TARGET_ROWS,
         "sizes": results,

@@ -1,8 +1,11 @@
-"""The markdown of `syncwatch bench reconcile`: one table per size, stuck instances, targets."""
+"""The markdown of `syncwatch bench reconcile`: one table with every size side by side, stuck instances, targets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from syncwatch.bench.figures import machine_line
 
 GiB = 2**30
 NAMES = {
@@ -17,7 +20,8 @@ def _mem(value: int) -> str:
 
 
 def _rate(n: int, seconds: float) -> str:
-    return f"{n / seconds / 1e6:.2f} M"
+    rate = n / seconds
+    return f"{rate / 1e6:.2f} M" if rate >= 1e6 else f"{rate / 1e3:,.0f} k"
 
 
 def _exact(r: dict[str, Any]) -> str:
@@ -26,46 +30,67 @@ def _exact(r: dict[str, Any]) -> str:
     return f"NOT exact: {r['unexpected']} unexpected, {r['missed']} missed, {r['duplicates']} duplicates"
 
 
-def _size_table(s: dict[str, Any]) -> list[str]:
-    n, ours, injected = s["rows_per_side"], s["syncwatch"], sum(s["injected"].values())
-    lines = [
-        f"### {n:,} x {n:,} records",
-        "",
-        "| engine | seconds | rows/s per side | peak RSS | drift found | Syncwatch faster by |",
-        "|---|---:|---:|---:|---|---:|",
-        f"| Syncwatch (compiled rule on chDB) | {ours['seconds']:.2f} | {_rate(n, ours['seconds'])} | "
-        f"{_mem(ours['peak_rss_bytes'])} (+{_mem(ours['peak_rss_bytes'] - ours['rss_before_bytes'])}) | "
-        f"{ours['findings']:,} of {injected:,} injected, {_exact(ours)} | |",
-    ]
-    for name, label in NAMES.items():
+def _cells(sizes: list[dict[str, Any]], cell: Callable[[dict[str, Any]], str]) -> str:
+    return " | ".join(cell(s) for s in sizes)
+
+
+def _baseline(name: str, show: Callable[[int, dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    """A cell of baseline `name` at one size: `show(n, its result)`, or why it did not run."""
+
+    def cell(s: dict[str, Any]) -> str:
         b = s["baselines"].get(name)
         if b is None:
-            continue
-        if "skipped" in b:
-            lines.append(f"| {label} | skipped: {b['skipped']} | | | | |")
-            continue
-        found = sum(b["counts"].values())
-        agrees = "counts = injected" if b["counts_equal_injected"] else f"counts differ: {b['counts']}"
-        lines.append(
-            f"| {label} | {b['seconds']:.2f} | {_rate(n, b['seconds'])} | {_mem(b['peak_rss_bytes'])} | "
-            f"{found:,}, {agrees} | {b['syncwatch_faster_by']:.1f}x |"
-        )
-    inc = s["incremental"]
-    lines += [
-        "",
-        f"Syncwatch: median of {len(ours['runs'])} runs ({', '.join(f'{t:.2f}' for t in ours['runs'])} s); "
-        f"process RSS {_mem(ours['rss_before_bytes'])} before the runs. Incremental run after "
-        f"{inc['changed_records']:,} changed records: {inc['seconds']:.3f} s (median of {len(inc['runs'])}), "
-        f"{inc['findings']:,} findings, the full run's findings on the changed keys: {_exact(inc)} "
-        f"(the full run after the change: {inc['full_run_seconds']:.2f} s).",
+            return "not run"
+        return f"skipped: {b['skipped']}" if "skipped" in b else show(s["rows_per_side"], b)
+
+    return cell
+
+
+def _agrees(b: dict[str, Any]) -> str:
+    return "counts = injected" if b["counts_equal_injected"] else f"counts differ: {b['counts']}"
+
+
+def _sizes_table(sizes: list[dict[str, Any]]) -> list[str]:
+    """Every size in one table: a column per size, a row per figure."""
+    head = " | ".join(f"{s['rows_per_side']:,} x {s['rows_per_side']:,}" for s in sizes)
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("Syncwatch (compiled rule on chDB): seconds", lambda s: f"{s['syncwatch']['seconds']:.2f}"),
+        ("Syncwatch: rows/s per side", lambda s: _rate(s["rows_per_side"], s["syncwatch"]["seconds"])),
+        ("Syncwatch: peak RSS (above the process's base)", lambda s: f"{_mem(s['syncwatch']['peak_rss_bytes'])} "
+         f"(+{_mem(s['syncwatch']['peak_rss_bytes'] - s['syncwatch']['rss_before_bytes'])})"),
+        ("Syncwatch: drift found", lambda s: f"{s['syncwatch']['findings']:,} of {sum(s['injected'].values()):,} "
+         f"injected, {_exact(s['syncwatch'])}"),
     ]
-    if "export_seconds" in s["baselines"]:
-        export = s["baselines"]["export_seconds"]
-        lines[-1] += (
-            f" Baselines read a Parquet export of both sides (export {export:.1f} s, not counted);"
-            " their time includes reading it."
-        )
-    return lines
+    for name, label in NAMES.items():
+        rows += [
+            (f"{label}: seconds (rows/s per side)",
+             _baseline(name, lambda n, b: f"{b['seconds']:.2f} ({_rate(n, b['seconds'])})")),
+            (f"{label}: peak RSS", _baseline(name, lambda n, b: _mem(b["peak_rss_bytes"]))),
+            (f"{label}: drift found", _baseline(name, lambda n, b: f"{sum(b['counts'].values()):,}, {_agrees(b)}")),
+            (f"Syncwatch faster than {label} by", _baseline(name, lambda n, b: f"{b['syncwatch_faster_by']:.1f}x")),
+        ]
+    rows += [
+        ("incremental run after the changes: seconds", lambda s: f"{s['incremental']['seconds']:.3f} "
+         f"({s['incremental']['changed_records']:,} changed records)"),
+        ("incremental run: findings vs the full run's on the changed keys",
+         lambda s: f"{s['incremental']['findings']:,}, {_exact(s['incremental'])}"),
+        ("full run after the changes: seconds", lambda s: f"{s['incremental']['full_run_seconds']:.2f}"),
+        ("Parquet export for the baselines (not counted): seconds",
+         lambda s: f"{s['baselines']['export_seconds']:.1f}" if "export_seconds" in s["baselines"] else "not run"),
+    ]
+    return [
+        "### Records per system, side by side",
+        "",
+        f"| | {head} |",
+        "|---|" + "---:|" * len(sizes),
+        *(f"| {label} | {_cells(sizes, cell)} |" for label, cell in rows),
+        "",
+        "Syncwatch: the median of " + ", ".join(
+            f"{len(s['syncwatch']['runs'])} runs at {s['rows_per_side']:,} "
+            f"({', '.join(f'{t:.2f}' for t in s['syncwatch']['runs'])} s)" for s in sizes)
+        + "; the incremental run also the median of its runs. Baselines read a Parquet export of both sides; "
+        "their time includes reading it.",
+    ]
 
 
 def _stuck(st: dict[str, Any]) -> list[str]:
@@ -159,16 +184,16 @@ def _targets(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
-        f"Measured {m['date']} on {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}. "
+        f"{machine_line(m)} "
         "Rule psa_vs_erp_projects (status enum with a value map, budget within 1%, legal entity "
         "case/whitespace-insensitive); ~1% of keys missing on each side, ~1% with one mismatched field, "
         "~1% with differences inside the tolerances. Peak RSS is the whole process's (for Syncwatch, in brackets: "
         "above the process's RSS before the runs, which holds the embedded engine and its caches). "
-        f"Load average {m['load_1m_before']:.1f} before, {m['load_1m_after']:.1f} after.",
+        f"Load average {m['load_1m_after']:.2f} at the end.",
         "",
     ]
-    for s in report["sizes"]:
-        lines += [*_size_table(s), ""]
+    if report["sizes"]:
+        lines += [*_sizes_table(report["sizes"]), ""]
     if report["stuck"]:
         lines += [*_stuck(report["stuck"]), ""]
     lines += _targets(report)

@@ -175,10 +175,14 @@ class Delivery(ABC):
         box.events.append((system, event))
 
     def _record(self, system: str, entity: str, key: str, fields: dict[str, Any], at: datetime,
-                ctx: Context | None) -> None:
-        self._versions[(system, entity, key)] += 1
-        record: dict[str, Any] = {"key": key, "version": self._versions[(system, entity, key)],
-                                  "updated_at": p.rfc3339(at), "fields": fields}
+                ctx: Context | None, last: bool = False) -> None:
+        """A record snapshot; `last` when the key never changes again, so its version counter can go
+        (the counters of weekly timesheets and monthly invoices would otherwise grow with the run)."""
+        at_key = (system, entity, key)
+        version = self._versions.pop(at_key, 0) + 1 if last else self._versions[at_key] + 1
+        if not last:
+            self._versions[at_key] = version
+        record: dict[str, Any] = {"key": key, "version": version, "updated_at": p.rfc3339(at), "fields": fields}
         if ctx is not None:
             record["traceparent"] = ctx.traceparent
         self._box(at).records.append((system, entity, record))

@@ -90,7 +90,9 @@ class Fault:
 class GroundTruth:
     """Draws fault decisions from its own seeded random stream and logs the faults injected.
 
-    With `until`, no fault is drawn once `today` (kept by the feed) reaches that day.
+    With `until`, no fault is drawn once `today` (kept by the feed) reaches that day. With `keep`
+    False, faults go to the listeners only (a bulk run of tens of millions of events logs them to a
+    file and need not hold them).
     """
 
     def __init__(self, knobs: FaultKnobs, seed: int, until: date | None = None) -> None:
@@ -101,6 +103,7 @@ class GroundTruth:
         self.faults: list[Fault] = []
         self.eligible: Counter[str] = Counter()
         self.listeners: list[Callable[[Fault], None]] = []
+        self.keep = True
 
     def roll(self, kind: str) -> bool:
         """Whether this eligible step gets fault `kind`; counted in `eligible` either way (a step after
@@ -113,7 +116,8 @@ class GroundTruth:
 
     def record(self, kind: str, day: object, systems: tuple[str, ...], keys: dict[str, str], **detail: Any) -> Fault:
         fault = Fault(kind, str(day), systems, dict(keys), detail)
-        self.faults.append(fault)
+        if self.keep:
+            self.faults.append(fault)
         for listener in self.listeners:
             listener(fault)
         return fault

@@ -179,11 +179,14 @@ class Feed(Delivery):
                             self._ctx.get(sheet.timesheet_id))
         self._ctx[sheet.timesheet_id] = ctx
         self._event("psa", "psa.timesheet.approved", p.timesheet_approved(sheet, f.at), f.at, ctx)
-        self._record("psa", "timesheet", sheet.timesheet_id, p.timesheet_record(sheet, "approved"), f.at, ctx)
+        self._record("psa", "timesheet", sheet.timesheet_id, p.timesheet_record(sheet, "approved"), f.at, ctx,
+                     last=True)
         if sheet.billable and sheet.hours and self.truth.roll(UNBILLED_TIMESHEET):
             sheet.withheld = True
             self.truth.record(UNBILLED_TIMESHEET, f.at.date(), ("psa", "billing"), keys, amount=sheet.amount,
                               currency=sheet.currency, period=sheet.period)
+        if not sheet.billable or sheet.withheld:  # no invoice will link to it: forget its context
+            self._ctx.pop(sheet.timesheet_id, None)
 
     # -- money -----------------------------------------------------------------------------------------
 
@@ -194,7 +197,7 @@ class Feed(Delivery):
 
         def write(at: datetime, ctx: Context) -> None:
             self._event("billing", "billing.invoice.created", data, at, ctx)
-            self._record("billing", "invoice", invoice.invoice_id, fields, at, ctx)
+            self._record("billing", "invoice", invoice.invoice_id, fields, at, ctx, last=True)
             posting = datetime.combine(at.date(), datetime.min.time(), UTC) + timedelta(hours=22)
             self._post_invoice(invoice, max(posting, at) + self._latency(0, 5400), ctx)
 
@@ -218,7 +221,7 @@ class Feed(Delivery):
             amount, document = self._posted_amount(invoice, t), f"51{next(self._documents):08d}"
             self._event("erp", "erp.invoice.posted", p.invoice_posted(invoice, document, amount, t), t, ctx)
             fields = {**p.invoice_record(invoice, amount), "erp_document_id": document}
-            self._record("erp", "invoice", invoice.invoice_id, fields, t, ctx)
+            self._record("erp", "invoice", invoice.invoice_id, fields, t, ctx, last=True)
 
         self._sync("billing-to-erp-sync", "invoice", self._invoice_keys(invoice), at, parent, write,
                    about=self._invoice_about(invoice))

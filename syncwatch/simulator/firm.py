@@ -298,7 +298,7 @@ class Firm:
     def _prune(self) -> None:
         """Forget what no later step needs, so an endless feed keeps its memory bounded."""
         self.timesheets = {k: s for k, s in self.timesheets.items() if s.status in ("open", "submitted", "approved")
-                           and not s.withheld}
+                           and not s.withheld and (s.billable or s.status != "approved")}  # never invoiced
         wanted = {s.project_id for s in self.timesheets.values()}
         self.projects = {k: p for k, p in self.projects.items() if p.status != "closed" or k in wanted}
 

@@ -4,7 +4,9 @@ A small seeded firm with faults of every kind is fed through the real collector 
 writer) into chDB; the whole pack runs once in full; its findings must equal, as sets, the findings
 the injected faults imply (pack_truth.py): no finding without a fault behind it, no fault consequence
 missed. Faults stop 95 days before the feed ends, longer than any SLA or grace period of the pack,
-so at the end every consequence is due and the clean process in flight is not.
+so at the end every consequence is due and the clean process in flight is not. The expectations and
+the scoring are the ones `syncwatch bench accuracy` reports (syncwatch/bench/pack_truth.py,
+accuracy_score.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from reconciler import compile_kpi, service
 from reconciler.loader import load_rules
 from reconciler.model import WorkflowRule
 from reconciler.model_kpi import KpiRule
+from syncwatch.bench.accuracy import stored_findings
+from syncwatch.bench.accuracy_score import score
+from syncwatch.bench.delivered import Delivered
+from syncwatch.bench.pack_truth import UNCOVERED, Finding, expected, touched, unseen
 from syncwatch.simulator.faults import (
     AMOUNT_MISMATCH,
     DUPLICATE,
@@ -33,8 +39,6 @@ from syncwatch.simulator.faults import (
 from syncwatch.simulator.feed import SYSTEMS, Feed, FeedConfig, run_feed
 from syncwatch.store import Store
 from tests.conftest import REPO, LiveServer
-from tests.reconciler.delivered import Delivered
-from tests.reconciler.pack_truth import ERROR_SPAN, Finding, expected, touched, unseen
 
 pytestmark = pytest.mark.slow
 
@@ -47,14 +51,8 @@ KNOBS = FaultKnobs(lost_message=0.06, duplicate=0.02, reordered=0.02, delayed_sy
 # the collector absorbs these: an event delivered twice is stored once, and rules order steps by
 # event time, not arrival
 ABSORBED = {DUPLICATE, REORDERED}
+assert set(UNCOVERED) == ABSORBED
 PACK = [r for r in load_rules(REPO / "rules") if "professional_services" in r.path]
-
-
-def _found(store: Store) -> set[Finding]:
-    names = {f.name for r in PACK if isinstance(r.rule, WorkflowRule) for f in r.rule.failures.events}
-    rows = store.query("SELECT rule, kind, field, keys FROM findings FINAL WHERE status != 'resolved'")
-    return {(rule, kind, ERROR_SPAN if kind == "failed_step" and field not in names else field,
-             tuple(sorted(keys.items()))) for rule, kind, field, keys in rows}
 
 
 def _explain(missing: set[Finding], extra: set[Finding], want: dict[Finding, list[Fault]]) -> str:
@@ -89,7 +87,7 @@ def test_findings_equal_the_consequences_of_the_injected_faults(live_server: Liv
     assert [r.error for r in results if r.error] == []
     delivered = Delivered(batches, quarantined)
     want = expected(faults, delivered, NOW)
-    found = _found(store)
+    found = stored_findings(store, PACK)
     assert found == set(want), _explain(set(want) - found, found - set(want), want)
     assert {rule for rule, *_ in found} == {r.name for r in service.runnable(PACK)}, "every rule is put to the test"
 
@@ -108,6 +106,11 @@ def test_findings_equal_the_consequences_of_the_injected_faults(live_server: Liv
     assert {k for k, (seen, _) in report.items() if not seen} == ABSORBED
     assert all(not touched(f, delivered) for f in faults if f.fault in ABSORBED)
     assert detected[FAILED_CALL] > 0
+    scored = score(faults, delivered, want, found)  # what the bench reports, on the same run
+    assert scored.exact and scored.unexplained == [] and (scored.precision, scored.recall) == (1.0, 1.0)
+    covered = [t for t in scored.types if t.covered and t.expected_findings]
+    assert {t.fault for t in scored.types if not t.covered} == ABSORBED and covered
+    assert all((t.precision, t.recall, t.detected) == (1.0, 1.0, t.must_find) for t in covered)
 
 
 def _kpis_agree_with_the_truth(store: Store, d: Delivered, faults: list[Fault], found: set[Finding]) -> None:

@@ -77,3 +77,28 @@ def test_live_into_a_running_server(tmp_path: Path) -> None:
         assert (tmp_path / "truth.jsonl").read_text().count("\n") > 0
     finally:
         server.stop()
+
+
+def test_target_events_stops_after_the_day_that_reaches_it(tmp_path: Path) -> None:
+    full = CliRunner().invoke(main, ["simulate", *SMALL, "--out", str(tmp_path / "full")])
+    assert full.exit_code == 0, full.output
+    whole = json.loads((tmp_path / "full" / "summary.json").read_text())
+    target = whole["events"] // 2
+    for name in ("a", "b"):
+        result = CliRunner().invoke(main, ["simulate", *SMALL, "--target-events", str(target),
+                                           "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert target <= summary["events"] < whole["events"] and 0 < summary["days"] < 25
+    assert f"({summary['days']} days)" in result.output and "events/s, peak RSS" in result.output
+    # the days before the stop are the full run's days: the same firm, cut short
+    first_line = (tmp_path / "full" / "events" / "crm.jsonl").read_bytes().splitlines()[0]
+    assert (tmp_path / "a" / "events" / "crm.jsonl").read_bytes().startswith(first_line)
+
+
+def test_target_events_is_refused_without_out() -> None:
+    result = CliRunner().invoke(main, ["simulate", "--target-events", "1000"])
+    assert result.exit_code == 2 and "--target-events needs --out" in result.output
+    result = CliRunner().invoke(main, ["simulate", "--target-events", "0", "--out", "x"])
+    assert result.exit_code == 2 and "--target-events" in result.output

@@ -1,5 +1,7 @@
 """What the professional-services pack must find in a simulated firm, from the simulator's ground truth.
 
+Shared by `syncwatch bench accuracy` and tests/reconciler/test_pack_accuracy.py.
+
 Each injected fault names the business objects it touched (`touched`). For each object a rule
 watches, `EXPECT[rule]` states in plain Python, from what the systems delivered (delivered.py), the
 findings the rule's business statement implies for it: "an approved billable timesheet that no
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from syncwatch.bench.delivered import Delivered, Event, first, last
 from syncwatch.simulator.faults import (
     AMOUNT_MISMATCH,
     COST_RATE_MISMATCH,
@@ -27,7 +30,6 @@ from syncwatch.simulator.faults import (
     WRONG_LEGAL_ENTITY,
     Fault,
 )
-from tests.reconciler.delivered import Delivered, Event, first, last
 
 Keys = tuple[tuple[str, str], ...]
 Finding = tuple[str, str, str, Keys]  # rule, kind, field, keys
@@ -35,6 +37,11 @@ Object = tuple[str, Any]  # rule, the object's key (a (project, month) pair for 
 ERROR_SPAN = "<error span>"  # the field of a failed_step found from an error span is the span's name
 DAY = timedelta(days=1)
 LEAKAGE_FIELD = "sum(hours * bill_rate)"
+# fault types no rule can see, and why: the collector absorbs them before any rule looks
+UNCOVERED = {
+    DUPLICATE: "absorbed by the collector: an event delivered twice is stored once",
+    REORDERED: "absorbed by the collector: rules order steps by event time, not arrival",
+}
 
 
 def finding(rule: str, kind: str, field: str, **keys: str) -> Finding:
@@ -327,7 +334,7 @@ def _failure(d: Delivered, data: dict[str, Any]) -> set[Object]:
 def touched(f: Fault, d: Delivered) -> set[Object]:
     """The objects a rule watches that fault `f` touched (none for faults the collector absorbs)."""
     k = f.keys
-    if f.fault in (DUPLICATE, REORDERED):
+    if f.fault in UNCOVERED:
         return set()
     if f.fault == SCHEMA_BREAK:
         return _broken(f, d)
@@ -366,8 +373,8 @@ _UNWATCHED_EVENTS = {"crm.account.created", "hris.cost_rate.changed", "psa.assig
 def unseen(f: Fault, d: Delivered) -> str | None:
     """Why fault `f` may leave no finding at the end of the feed, checked; None when it must leave one."""
     k, integration = f.keys, f.detail.get("integration")
-    if f.fault in (DUPLICATE, REORDERED):
-        return "absorbed by the collector (stored once; steps ordered by event time)"
+    if f.fault in UNCOVERED:
+        return UNCOVERED[f.fault]
     if f.fault == FAILED_CALL and not f.detail["gave_up"]:
         return "retried until it succeeded"
     if f.fault == DELAYED_SYNC and integration == "psa-to-billing-sync":
@@ -395,6 +402,8 @@ def _unseen_event(f: Fault, d: Delivered) -> str | None:
         return "quarantined; the timesheet's other entries started its approval"
     if kind == "integration.sync.failed":
         return "quarantined; the step whose sync failed is reported stuck"
+    if kind == "psa.resource.created" and not d.hires.get(f.keys["person_id"]):
+        return "quarantined; the person was on the opening headcount: no hire started a resource-to-revenue instance"
     return None
 
 

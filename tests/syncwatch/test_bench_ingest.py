@@ -1,0 +1,42 @@
+"""`syncwatch bench ingest`: every protocol at batch sizes 1, 100 and 1,000, against the ceiling, in one table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from syncwatch.bench.ingest import markdown
+from syncwatch.cli import main
+
+MACHINE = {"cores": 2, "memory_gib": 23.5, "python": "3.11.7", "date": "2026-11-25", "load_1m_at_start": 0.5}
+
+
+def _scenario(name: str, protocol: str, batch: int, rate: int) -> dict[str, object]:
+    return {"name": name, "protocol": protocol, "batch": batch, "clients": 4, "client": "Python threads",
+            "rate_per_s": rate, "requests": 10, "refused": 1, "p50_ms": 2.0, "p99_ms": 9.5, "peak_rss_mib": 700}
+
+
+def test_each_row_is_measured_against_its_own_protocol_s_ceiling() -> None:
+    report = {"machine": MACHINE, "ceiling_rows_per_s": {"events": 200_000, "spans": 400_000},
+              "scenarios": [_scenario("CE", "CloudEvents", 1000, 100_000),
+                            _scenario("spans", "OTLP spans", 100, 100_000)],
+              "server_peak_rss_mib": 800, "sustained": None}
+    text = markdown(report)
+    assert "| CE | 1000 | 4 | 100,000 | 50% | 10 | 1 | 2.0 | 9.5 | 700 |" in text
+    assert "| spans | 100 | 4 | 100,000 | 25% |" in text
+    assert "on 2 cores, 23.5 GiB" in text and "load average 0.50 at start" in text and "200,000 event rows/s" in text
+
+
+@pytest.mark.slow
+def test_every_protocol_and_batch_size_reaches_the_store(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["bench", "ingest", "--seconds", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "ingest.json").read_text())
+    measured = {(s["protocol"], s["batch"]) for s in report["scenarios"] if s["rate_per_s"] > 0}
+    assert measured == {(p, b) for p in ("CloudEvents", "OTLP spans") for b in (1, 100, 1000)}
+    assert all(s["peak_rss_mib"] > 0 and s["p99_ms"] >= s["p50_ms"] > 0 for s in report["scenarios"])
+    assert min(report["ceiling_rows_per_s"].values()) > 0 and "load_1m_at_start" in report["machine"]
+    assert (tmp_path / "ingest.md").read_text().count("| OTLP spans,") == 3
