@@ -44,8 +44,7 @@ __all__ = ["COLUMNS", "compile", "evaluate", "prepare"]
 Bucket = Literal["day", "week", "month"]
 COLUMNS = ("stat", "bucket", "dimension", "value", "count")
 _BUCKETS = {"day": "toStartOfDay({})", "week": "toMonday({})", "month": "toStartOfMonth({})"}
-_STATS = {"p50": "quantileExactInclusive(0.5)(hours)", "p90": "quantileExactInclusive(0.9)(hours)",
-          "mean": "avg(hours)"}
+_QUANTILES = {"p50": "0.5", "p90": "0.9"}
 # the tables a ratio counts: name, time column, the columns a filter or dimension may name, and the
 # map holding every other field (its key is bound as a parameter)
 _TABLES = {
@@ -152,7 +151,7 @@ def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, dims: Sequence[str], 
     source = (f"    SELECT {_bucket(bucket, 'first0')} AS b, dim AS d, {_per_instance(kpi, rule, at)}\n"
               f"    FROM (\n{instances}\n    ) AS i{_exceptions(p, kpi, rule)}\n    WHERE 1")
     if kpi.duration:
-        stats = [(s, _STATS[s]) for s in kpi.duration.stats]
+        stats = _duration_stats(kpi.duration.stats)
         return _grouped(stats, "count()", source + " AND measured", " HAVING count() > 0")
     if kpi.completion_rate:
         return _grouped([("completion_rate", "countIf(complete) / count()")], "count()", source)
@@ -161,6 +160,15 @@ def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, dims: Sequence[str], 
         return _grouped([("straight_through", f"countIf(complete AND NOT exception) / {settled}")], settled,
                         source, f" HAVING {settled} > 0")
     return _grouped([("sla_compliance", "sum(ok) / sum(due)")], "sum(due)", source, " HAVING sum(due) > 0")
+
+
+def _duration_stats(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Each stat's expression; the quantiles share one quantilesExactInclusive (one sort of the
+    instances' hours, not one per quantile: ClickHouse computes an aggregate written twice once)."""
+    levels = [_QUANTILES[n] for n in names if n in _QUANTILES]
+    quantiles = f"quantilesExactInclusive({', '.join(levels)})(hours)"
+    return [(n, f"{quantiles}[{levels.index(_QUANTILES[n]) + 1}]" if n in _QUANTILES else "avg(hours)")
+            for n in names]
 
 
 def _exceptions(p: Params, kpi: KpiRule, rule: WorkflowRule) -> str:
