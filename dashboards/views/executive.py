@@ -157,8 +157,10 @@ def main() -> None:
     period = period_params(days)
     with ui.api_errors("the KPIs"):
         summary = ui.get("kpis/summary", period, tier="kpi")
+        as_of = min((t["as_of"] for t in summary["tiles"] if t.get("as_of")), default=None)
+        fresh = f" Workflow KPIs as of {as_of[11:19]} UTC." if as_of else ""
         st.caption(f"{summary['start'][:10]} to {summary['end'][:10]} against the {days} days before; "
-                   "arrows show the change, green when it is an improvement.")
+                   f"arrows show the change, green when it is an improvement.{fresh}")
         tiles(summary)
         catalogue = ui.get("kpis", tier="kpi")
         trends([k for k in catalogue if k["metric"] not in RATE_METRICS], period, bucket)
