@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
 
 from collector.api.access import USER_SECURITY_SCHEME, UserDirectory
 from collector.api.router import router as api_router
@@ -19,6 +20,7 @@ from collector.event_registry import EventRegistry
 from collector.fastpath import IngestFastPath
 from collector.metrics import CollectorMetrics
 from collector.routes import admin, events, health, otlp, records
+from collector.security_headers import SecurityHeaders, allowed_origins, cors_options
 from collector.spool import Spool
 from collector.telemetry import TracingMiddleware, tracer_provider
 from collector.writer import BatchWriter
@@ -87,6 +89,11 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
     if settings.self_traces_endpoint:
         provider = tracer_provider(settings.self_traces_endpoint)
         app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("syncwatch.collector"))
+    # outermost, so the fast path's answers, CORS preflights and refusals all carry them
+    origins = allowed_origins(settings.cors_allow_origins)
+    if origins:
+        app.add_middleware(CORSMiddleware, **cors_options(origins))  # type: ignore[arg-type]
+    app.add_middleware(SecurityHeaders, hsts_max_age=settings.hsts_max_age)
     return app
 
 
