@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from collector.api.access import USER_SECURITY_SCHEME, UserDirectory
@@ -19,6 +20,7 @@ from collector.errors import IngestHTTPError
 from collector.event_registry import EventRegistry
 from collector.fastpath import IngestFastPath
 from collector.metrics import CollectorMetrics
+from collector.openapi_errors import document_errors
 from collector.routes import admin, events, health, otlp, records
 from collector.security_headers import SecurityHeaders, allowed_origins, cors_options
 from collector.spool import Spool
@@ -30,6 +32,7 @@ from syncwatch.settings import Settings
 from syncwatch.store import Store
 
 log = logging.getLogger("syncwatch.collector")
+HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 class Background(Protocol):
@@ -107,7 +110,7 @@ def _document_security(app: FastAPI) -> None:
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes.update(SECURITY_SCHEMES)
             schemes.update(USER_SECURITY_SCHEME)
-            app.openapi_schema = schema
+            app.openapi_schema = document_errors(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -117,6 +120,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IngestHTTPError)
     async def ingest_error(_: Request, exc: IngestHTTPError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (an unparsable body, an unknown path, a wrong method) in the
+        # service's error shape rather than {"detail": ...}, as the OpenAPI document says
+        code, message = HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":  # no route at all, not a missing object
+            code, message = "no_endpoint", f"no endpoint {request.method} {request.url.path}"
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,6 +14,7 @@ from syncwatch.settings import Settings
 from syncwatch.store import Store
 from tests.conftest import ADMIN_TOKEN, Harness
 
+CE = "application/cloudevents+json"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BASE = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
 
@@ -36,7 +37,7 @@ def test_every_kind_of_answer_carries_the_headers(harness: Harness) -> None:
         c.get("/api/v1/me", headers=ADMIN), c.get("/api/v1/me"),  # 200 and 401
         c.get("/api/v1/findings?limit=abc", headers=ADMIN),  # 400
         c.get("/api/v1/nowhere"),  # 404 from the router
-        c.post("/v1/events", content=json.dumps(event), headers={**key, "Content-Type": "application/cloudevents+json"}),
+        c.post("/v1/events", content=json.dumps(event), headers={**key, "Content-Type": CE}),
         c.post("/v1/events", content=b"{"),  # the fast path's 401
         c.post("/v1/traces", content=b"", headers={**key, "Content-Type": "application/x-protobuf"}),
         c.get("/api/v1/export/audit?format=csv", headers=ADMIN),
