@@ -69,9 +69,10 @@ class DirectAdmin:
 
     def create_user(self, name: str, role: str, expires_at: datetime | None = None) -> tuple[str, str]:
         user, token = self.users.create(name, role, expires_at)
-        self.audit.append(self.actor, "admin", "user_created", "",
-                          {"user_id": user.user_id, "name": user.name, "role": user.role,
-                           "expires_at": expires_at.isoformat() if expires_at else None}, "ok")
+        created: dict[str, Any] = {"user_id": user.user_id, "name": user.name, "role": user.role}
+        if expires_at:
+            created["expires_at"] = expires_at.isoformat()
+        self.audit.append(self.actor, "admin", "user_created", "", created, "ok")
         return user.user_id, token
 
     def list_users(self) -> list[dict[str, Any]]:

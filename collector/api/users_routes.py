@@ -57,10 +57,10 @@ async def create_user(body: NewUser, request: Request, admin: User = Depends(req
             user, token = state.users.create(body.name, body.role, body.expires_at)
         except ValueError as exc:
             raise IngestHTTPError(400, "invalid_request", str(exc)) from exc
-        expires = body.expires_at.isoformat() if body.expires_at else None
-        state.audit.append(admin.name, admin.role, "user_created", "",
-                           {"user_id": user.user_id, "name": user.name, "role": user.role, "expires_at": expires},
-                           "ok")
+        created: dict[str, Any] = {"user_id": user.user_id, "name": user.name, "role": user.role}
+        if body.expires_at:
+            created["expires_at"] = body.expires_at.isoformat()
+        state.audit.append(admin.name, admin.role, "user_created", "", created, "ok")
         return CreatedUser(user_id=user.user_id, name=user.name, role=user.role, revoked_at=None,
                            expires_at=body.expires_at, token=token)
 
