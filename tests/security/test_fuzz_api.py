@@ -8,9 +8,9 @@ import pytest
 from tests.conftest import ADMIN_TOKEN, LiveServer
 from tests.security.fuzz import fuzz
 
+# (the route matrix tries every kind of bad credential on every route; here two, under fuzzed input)
 BAD = {
     "none": {},
-    "garbage": {"Authorization": "Bearer ../../etc/passwd"},
     "unknown user": {"Authorization": "Bearer swu_0123456789ab_" + "0" * 48},
 }
 
