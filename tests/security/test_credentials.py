@@ -72,6 +72,10 @@ def test_keys_and_tokens_are_stored_as_hashes_only(harness: Harness) -> None:
         assert hashlib.sha256(secret.encode()).hexdigest() in text, table
     assert ADMIN_TOKEN not in json.dumps([list(r) for r in harness.store.query("SELECT * FROM users FINAL")],
                                          default=str)
+    listed = harness.client.get("/api/v1/admin/keys", headers=ADMIN).text + \
+        harness.client.get("/api/v1/users", headers=ADMIN).text
+    for secret in (key_secret, user_secret):
+        assert hashlib.sha256(secret.encode()).hexdigest() not in listed and secret not in listed
 
 
 def _secrets(h: Harness) -> dict[str, str]:
