@@ -20,7 +20,7 @@ from collector.errors import IngestHTTPError
 from collector.event_registry import EventRegistry
 from collector.fastpath import IngestFastPath
 from collector.metrics import CollectorMetrics
-from collector.openapi_errors import document_errors
+from collector.openapi_contract import document_errors
 from collector.routes import admin, events, health, otlp, records
 from collector.security_headers import SecurityHeaders, allowed_origins, cors_options
 from collector.spool import Spool

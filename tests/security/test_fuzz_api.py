@@ -52,3 +52,17 @@ def test_fuzz_every_operation_at_length(live_server: LiveServer) -> None:
                    live_server.store, live_server.flush, examples=40)
     print(f"admin, long: {outcome.calls} requests, statuses {dict(sorted(outcome.statuses.items()))}")
     assert not outcome.failures, report(outcome)
+
+
+def test_the_document_states_every_error_answer(live_server: LiveServer) -> None:
+    spec = spec_of(live_server)
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            statuses = set(op["responses"])
+            where = f"{method.upper()} {path}"
+            assert "422" not in statuses, where  # validation errors are 400 here
+            if op.get("security"):
+                assert {"400", "401", "403"} <= statuses, where
+            if path.startswith("/v1/"):
+                assert {"413", "415", "429", "503"} <= statuses and op["requestBody"]["content"], where
+    assert set(spec["components"]["schemas"]["Error"]["properties"]) == {"error"}

@@ -1,9 +1,10 @@
-"""The error answers of every operation, written into the OpenAPI document.
+"""What FastAPI cannot see of the routes, written into the OpenAPI document.
 
-Routes refuse requests by raising IngestHTTPError, which FastAPI cannot see; this pure function
-adds what they answer, so clients and schemathesis (tests/security) know every status:
-400 (our validation handler, never FastAPI's 422), 401/403 on authenticated routes, 404 where a
-path names a thing, 409 for conflicting actions, and the ingest routes' 413/415/429/503.
+Routes refuse requests by raising IngestHTTPError, and the ingest routes read their bodies raw (for
+speed and limits), so neither shows in the generated document. These pure functions add them, so
+clients and schemathesis (tests/security) know every status and body: 400 (our validation handler,
+never FastAPI's 422), 401/403 on authenticated routes, 404 where a path names a thing, 409 for
+conflicting actions, the ingest routes' 413/415/429/503, and the ingest request bodies.
 """
 
 from __future__ import annotations
@@ -40,6 +41,29 @@ OTLP_PATHS = ("/v1/traces", "/v1/logs", "/v1/metrics")
 INGEST_PATHS = (*OTLP_PATHS, "/v1/events", "/v1/records/{system}/{entity}")
 INGEST_ERRORS = (400, 401, 403, 413, 415, 429, 503)
 PLAIN_TEXT = {"/metrics": "text/plain"}
+_TEXT = {"type": "string", "minLength": 1}
+CLOUD_EVENT = {
+    "type": "object", "required": ["specversion", "id", "source", "type"],
+    "properties": {"specversion": {"type": "string", "enum": ["1.0"]}, "id": _TEXT, "source": _TEXT, "type": _TEXT,
+                   "subject": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
+                   "datacontenttype": {"type": "string"}, "traceparent": {"type": "string"}, "data": {}},
+}
+SNAPSHOT = {
+    "type": "object", "required": ["key"],
+    "properties": {"key": _TEXT, "version": {"type": "integer", "minimum": 0},
+                   "updated_at": {"type": "string", "format": "date-time"}, "deleted": {"type": "boolean"},
+                   "fields": {"type": "object"}, "traceparent": {"type": "string"}},
+}
+BINARY = {"type": "string", "format": "binary"}
+REQUEST_BODIES: dict[str, dict[str, Any]] = {
+    "/v1/events": {"application/cloudevents+json": {"schema": CLOUD_EVENT},
+                   "application/cloudevents-batch+json": {"schema": {"type": "array", "items": CLOUD_EVENT}}},
+    "/v1/records/{system}/{entity}": {"application/json": {"schema": {"type": "array", "items": SNAPSHOT}},
+                                      "application/x-ndjson": {"schema": BINARY}},
+    **{path: {"application/x-protobuf": {"schema": BINARY}, "application/json": {"schema": {"type": "object"}}}
+       for path in ("/v1/traces", "/v1/logs", "/v1/metrics")},
+}
+PATH_SEGMENT = {"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$"}
 
 
 def error_statuses(path: str, method: str, secured: bool) -> tuple[int, ...]:
@@ -74,6 +98,11 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault(str(status), _response(path, status))
             if path in PLAIN_TEXT:
                 responses["200"]["content"] = {PLAIN_TEXT[path]: {"schema": {"type": "string"}}}
+            if path in REQUEST_BODIES and "requestBody" not in operation:
+                operation["requestBody"] = {"required": True, "content": REQUEST_BODIES[path]}
+            for parameter in operation.get("parameters", []):
+                if path == "/v1/records/{system}/{entity}" and parameter["in"] == "path":
+                    parameter["schema"] = PATH_SEGMENT
     return spec
 
 
