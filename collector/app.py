@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from collector.api.access import USER_SECURITY_SCHEME, UserDirectory
 from collector.api.router import router as api_router
@@ -18,7 +20,9 @@ from collector.errors import IngestHTTPError
 from collector.event_registry import EventRegistry
 from collector.fastpath import IngestFastPath
 from collector.metrics import CollectorMetrics
+from collector.openapi_contract import document_errors
 from collector.routes import admin, events, health, otlp, records
+from collector.security_headers import SecurityHeaders, allowed_origins, cors_options
 from collector.spool import Spool
 from collector.telemetry import TracingMiddleware, tracer_provider
 from collector.writer import BatchWriter
@@ -28,6 +32,7 @@ from syncwatch.settings import Settings
 from syncwatch.store import Store
 
 log = logging.getLogger("syncwatch.collector")
+HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 class Background(Protocol):
@@ -87,6 +92,11 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
     if settings.self_traces_endpoint:
         provider = tracer_provider(settings.self_traces_endpoint)
         app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("syncwatch.collector"))
+    # outermost, so the fast path's answers, CORS preflights and refusals all carry them
+    origins = allowed_origins(settings.cors_allow_origins)
+    if origins:
+        app.add_middleware(CORSMiddleware, **cors_options(origins))  # type: ignore[arg-type]
+    app.add_middleware(SecurityHeaders, hsts_max_age=settings.hsts_max_age)
     return app
 
 
@@ -100,7 +110,7 @@ def _document_security(app: FastAPI) -> None:
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes.update(SECURITY_SCHEMES)
             schemes.update(USER_SECURITY_SCHEME)
-            app.openapi_schema = schema
+            app.openapi_schema = document_errors(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -110,6 +120,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IngestHTTPError)
     async def ingest_error(_: Request, exc: IngestHTTPError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (an unparsable body, an unknown path, a wrong method) in the
+        # service's error shape rather than {"detail": ...}, as the OpenAPI document says
+        code, message = HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":  # no route at all, not a missing object
+            code, message = "no_endpoint", f"no endpoint {request.method} {request.url.path}"
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

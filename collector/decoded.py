@@ -44,7 +44,18 @@ class DecodeContext:
     max_depth: int = 64
 
     def allows_source(self, source: str) -> bool:
-        return not self.source_prefixes or source.startswith(self.source_prefixes)
+        return not self.source_prefixes or any(source_under(source, p) for p in self.source_prefixes)
+
+
+# A prefix that ends inside a name ("/crm", "urn:crm") matches only at a boundary: "/crm" allows
+# "/crm" and "/crm/app" but not "/crmx" or "/crm-evil" (another system's key could be named so).
+_BOUNDARIES = ("/", ":", "#", "?")
+
+
+def source_under(source: str, prefix: str) -> bool:
+    if not source.startswith(prefix):
+        return False
+    return prefix.endswith(_BOUNDARIES) or len(source) == len(prefix) or source[len(prefix)] in _BOUNDARIES
 
 
 SMALL_BATCH_ROWS = 256  # below this, rows travel as Python columns: Arrow's per-table cost would dominate

@@ -106,8 +106,16 @@ def _load(text: str, source: str) -> tuple[list[LoadedRule], list[str]]:
             line, col = _item_position(doc, i)
             problems.append(f"{source}:{line}:{col}: a rule must be a mapping (name: ..., kind: ..., ...)")
             continue
+        plain = _plain(item)
+        halves = _lone_surrogates(plain)
+        for path in halves:
+            _, (line, col) = _locate(item, list(path), at_key=False)
+            problems.append(f"{source}:{line}:{col}: {_dotted(list(path))}: text holds half of a UTF-16 surrogate "
+                            "pair (a lone \\uD800-\\uDFFF escape); write the character itself or \\UXXXXXXXX")
+        if halves:
+            continue
         try:
-            rule = _ADAPTER.validate_python(_plain(item))
+            rule = _ADAPTER.validate_python(plain)
         except ValidationError as exc:
             problems += _explain(exc, item, source)
             continue
@@ -125,17 +133,39 @@ def _item_position(doc: Any, index: int) -> tuple[int, int]:
 def _plain(node: Any) -> Any:
     """ruamel's round-trip nodes as plain Python values (YAML dates as ISO text)."""
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {_joined_surrogates(str(k)): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
     if isinstance(node, bool) or type(node).__name__ == "ScalarBoolean":
         return bool(node)
     if isinstance(node, datetime | date):
         return node.isoformat()
-    for kind in (int, float, str):
+    if isinstance(node, str):
+        return _joined_surrogates(str(node))
+    for kind in (int, float):
         if isinstance(node, kind):
             return kind(node)
     return node
+
+
+def _joined_surrogates(text: str) -> str:
+    """YAML's "\\uXXXX" escapes name UTF-16 halves one by one (as JSON writes a character above
+    U+FFFF); a pair becomes its character. A lone half stays, for `_lone_surrogates` to report."""
+    if not any("\ud800" <= c <= "\udfff" for c in text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+
+
+def _lone_surrogates(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Where a text holds half a UTF-16 pair: not Unicode text, and ClickHouse cannot bind it."""
+    if isinstance(value, str):
+        return [path] if any("\ud800" <= c <= "\udfff" for c in value) else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items()
+                for p in [*_lone_surrogates(k, (*path, k)), *_lone_surrogates(v, (*path, k))]]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _lone_surrogates(v, (*path, i))]
+    return []
 
 
 def _duplicates(rules: Iterable[LoadedRule]) -> list[str]:

@@ -31,7 +31,7 @@ class Admin(Protocol):
                    expires_at: datetime | None) -> tuple[str, str]: ...
     def list_keys(self) -> list[dict[str, Any]]: ...
     def revoke_key(self, key_id: str) -> bool: ...
-    def create_user(self, name: str, role: str) -> tuple[str, str]: ...
+    def create_user(self, name: str, role: str, expires_at: datetime | None = None) -> tuple[str, str]: ...
     def list_users(self) -> list[dict[str, Any]]: ...
     def revoke_user(self, user_id: str) -> bool: ...
     def close(self) -> None: ...
@@ -67,10 +67,12 @@ class DirectAdmin:
     def revoke_key(self, key_id: str) -> bool:
         return self.keys.revoke(key_id)
 
-    def create_user(self, name: str, role: str) -> tuple[str, str]:
-        user, token = self.users.create(name, role)
-        self.audit.append(self.actor, "admin", "user_created", "",
-                          {"user_id": user.user_id, "name": user.name, "role": user.role}, "ok")
+    def create_user(self, name: str, role: str, expires_at: datetime | None = None) -> tuple[str, str]:
+        user, token = self.users.create(name, role, expires_at)
+        created: dict[str, Any] = {"user_id": user.user_id, "name": user.name, "role": user.role}
+        if expires_at:
+            created["expires_at"] = expires_at.isoformat()
+        self.audit.append(self.actor, "admin", "user_created", "", created, "ok")
         return user.user_id, token
 
     def list_users(self) -> list[dict[str, Any]]:
@@ -123,8 +125,9 @@ class HttpAdmin:
     def revoke_key(self, key_id: str) -> bool:
         return self._call("DELETE", f"/api/v1/admin/keys/{key_id}") is not None
 
-    def create_user(self, name: str, role: str) -> tuple[str, str]:
-        body = self._call("POST", "/api/v1/users", json={"name": name, "role": role})
+    def create_user(self, name: str, role: str, expires_at: datetime | None = None) -> tuple[str, str]:
+        payload = {"name": name, "role": role, "expires_at": expires_at.isoformat() if expires_at else None}
+        body = self._call("POST", "/api/v1/users", json=payload)
         return body["user_id"], body["token"]
 
     def list_users(self) -> list[dict[str, Any]]:

@@ -223,13 +223,14 @@ def users() -> None:
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(["executive", "ops", "auditor", "admin"]),
               help="executive: KPIs; ops: findings and actions; auditor: timelines, audit log, exports; admin: users.")
-def users_create(name: str, role: str) -> None:
+@click.option("--expires", type=click.DateTime(), default=None, help="Expiry time (UTC); default: until revoked.")
+def users_create(name: str, role: str, expires: datetime | None) -> None:
     """Create a user NAME and print its token once."""
     from syncwatch.admin import connect
 
     admin = connect(_settings())
     try:
-        user_id, token = admin.create_user(name, role)
+        user_id, token = admin.create_user(name, role, expires)
     except ValueError as exc:
         raise SyncwatchError(str(exc)) from exc
     finally:
@@ -247,7 +248,7 @@ def users_list() -> None:
         rows = admin.list_users()
     finally:
         admin.close()
-    columns = ["user_id", "name", "role", "revoked_at"]
+    columns = ["user_id", "name", "role", "expires_at", "revoked_at"]
     _print_table(columns, [[r[c] if r[c] is not None else "" for c in columns] for r in rows])
 
 

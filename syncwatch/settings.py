@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(5, description="Retry-After sent with 429/503.")
     max_inflight_requests: int = Field(1024, description="Concurrent ingest requests above which ingest answers 429.")
     key_refresh_seconds: float = Field(5.0, description="How often API keys are re-read from the store.")
+    cors_allow_origins: str = Field(
+        "", description="Comma-separated origins (https://host[:port]) that browsers may call the API from; "
+        "empty allows no cross-origin access."
+    )
+    hsts_max_age: int = Field(
+        0, description="Strict-Transport-Security max-age in seconds, sent on https requests only (a TLS "
+        "proxy on the same host says so with X-Forwarded-Proto, which uvicorn trusts from 127.0.0.1); 0 sends none."
+    )
     reconcile_in_process: bool | None = Field(
         None, description="Run the reconciler's schedule inside the API process; empty means yes in embedded mode "
         "(one process owns a chDB store) and no with a ClickHouse server (run `syncwatch reconcile`)."

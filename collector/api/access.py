@@ -37,7 +37,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "export": frozenset({"auditor", "admin"}),
     "users:admin": frozenset({"admin"}),
 }
-USER_COLUMNS = ["user_id", "name", "role", "token_sha256", "created_at", "revoked_at", "updated_at"]
+USER_COLUMNS = ["user_id", "name", "role", "token_sha256", "created_at", "revoked_at", "updated_at", "expires_at"]
 _TOKEN = re.compile(r"^swu_([0-9a-f]{12})_([0-9a-f]{48})$")
 _NAME = re.compile(r"^[\w.@+ -]{1,100}$")
 
@@ -50,6 +50,14 @@ class User:
 
     def may(self, permission: str) -> bool:
         return self.role in PERMISSIONS[permission]
+
+
+@dataclass(frozen=True)
+class StoredUser:
+    user: User
+    token_sha256: str
+    revoked_at: datetime | None
+    expires_at: datetime | None
 
 
 def _digest(secret: str) -> str:
@@ -75,7 +83,7 @@ class UserDirectory:
         self.store = store
         self.refresh_seconds = refresh_seconds
         self._admin_digest = _digest(admin_token) if admin_token else ""
-        self._users: dict[str, tuple[User, str, datetime | None]] = {}
+        self._users: dict[str, StoredUser] = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
 
@@ -92,13 +100,15 @@ class UserDirectory:
         if not match:
             raise _unauthorized("user token is malformed (expected swu_<id>_<secret>)")
         found = self._lookup(match.group(1))
-        if found is None or not hmac.compare_digest(_digest(match.group(2)), found[1]):
+        if found is None or not hmac.compare_digest(_digest(match.group(2)), found.token_sha256):
             raise _unauthorized("user token is not valid")
-        if found[2] is not None:
+        if found.revoked_at is not None:
             raise _unauthorized("user token has been revoked")
-        return found[0]
+        if found.expires_at is not None and found.expires_at <= datetime.now(UTC):
+            raise _unauthorized("user token has expired")
+        return found.user
 
-    def _lookup(self, user_id: str) -> tuple[User, str, datetime | None] | None:
+    def _lookup(self, user_id: str) -> StoredUser | None:
         stale = time.monotonic() - self._loaded_at > self.refresh_seconds
         if stale or user_id not in self._users:
             self.refresh(min_age=0.5 if not stale else 0.0)
@@ -109,15 +119,17 @@ class UserDirectory:
             if time.monotonic() - self._loaded_at < min_age:
                 return  # unknown ids must not turn every bad request into a store query
             rows = self.store.query(f"SELECT {', '.join(USER_COLUMNS)} FROM users FINAL")
-            self._users = {r[0]: (User(r[0], r[1], r[2]), r[3], r[5]) for r in rows}
+            self._users = {r[0]: StoredUser(User(r[0], r[1], r[2]), r[3], _utc(r[5]), _utc(r[7])) for r in rows}
             self._loaded_at = time.monotonic()
 
-    def create(self, name: str, role: str) -> tuple[User, str]:
-        """Store a new user; returns the user and its token (shown once, never stored)."""
+    def create(self, name: str, role: str, expires_at: datetime | None = None) -> tuple[User, str]:
+        """Store a new user; returns the user and its token (shown once, never stored).
+        A token with `expires_at` is refused (401 "expired") from that instant on."""
         validate_user_request(name, role)
         user_id, secret = secrets.token_hex(6), secrets.token_hex(24)
         now = datetime.now(UTC)
-        self.store.insert_rows("users", [[user_id, name, role, _digest(secret), now, None, now]], USER_COLUMNS)
+        row = [user_id, name, role, _digest(secret), now, None, now, _utc(expires_at)]
+        self.store.insert_rows("users", [row], USER_COLUMNS)
         self.refresh()
         return User(user_id, name, role), f"swu_{user_id}_{secret}"
 
@@ -135,9 +147,17 @@ class UserDirectory:
 
     def list(self) -> list[dict[str, object]]:
         self.refresh()
-        return [{"user_id": u.user_id, "name": u.name, "role": u.role,
-                 "revoked_at": revoked.isoformat() if revoked else None}
-                for u, _, revoked in sorted(self._users.values(), key=lambda item: item[0].user_id)]
+        return [{"user_id": s.user.user_id, "name": s.user.name, "role": s.user.role,
+                 "revoked_at": s.revoked_at.isoformat() if s.revoked_at else None,
+                 "expires_at": s.expires_at.isoformat() if s.expires_at else None}
+                for s in sorted(self._users.values(), key=lambda item: item.user.user_id)]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Naive datetimes (a CLI flag, an old row) are taken as UTC, so comparisons never raise."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def require(permission: str) -> Callable[[Request], Awaitable[User]]:

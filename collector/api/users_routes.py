@@ -21,6 +21,7 @@ class UserOut(BaseModel):
     name: str
     role: str
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
 
 class NewUser(BaseModel):
@@ -28,6 +29,8 @@ class NewUser(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, description="Letters, digits, spaces and . @ + - _")
     role: str = Field(description=f"One of {', '.join(ROLES)}.")
+    expires_at: datetime | None = Field(None, description="When the token stops working (401 'expired'); "
+                                        "none: until revoked. Without a time zone: UTC.")
 
 
 class CreatedUser(UserOut):
@@ -51,12 +54,15 @@ async def create_user(body: NewUser, request: Request, admin: User = Depends(req
 
     def work() -> CreatedUser:
         try:
-            user, token = state.users.create(body.name, body.role)
+            user, token = state.users.create(body.name, body.role, body.expires_at)
         except ValueError as exc:
             raise IngestHTTPError(400, "invalid_request", str(exc)) from exc
-        state.audit.append(admin.name, admin.role, "user_created", "",
-                           {"user_id": user.user_id, "name": user.name, "role": user.role}, "ok")
-        return CreatedUser(user_id=user.user_id, name=user.name, role=user.role, revoked_at=None, token=token)
+        created: dict[str, Any] = {"user_id": user.user_id, "name": user.name, "role": user.role}
+        if body.expires_at:
+            created["expires_at"] = body.expires_at.isoformat()
+        state.audit.append(admin.name, admin.role, "user_created", "", created, "ok")
+        return CreatedUser(user_id=user.user_id, name=user.name, role=user.role, revoked_at=None,
+                           expires_at=body.expires_at, token=token)
 
     return await in_thread(work)
 
