@@ -483,6 +483,34 @@ def bench_api(events: int, findings: int, repeat: int, out: str) -> None:
     run(events, findings, repeat, out)
 
 
+@bench.command("load")
+@click.option("--rate", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Events/s in the sustained and recovery phases.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Events per request.")
+@click.option("--seconds", type=click.FloatRange(min=1), default=180.0, show_default=True,
+              help="Length of the sustained phase.")
+@click.option("--burst-seconds", type=click.FloatRange(min=1), default=20.0, show_default=True)
+@click.option("--burst-factor", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="Burst rate as a multiple of --rate.")
+@click.option("--recover-seconds", type=click.FloatRange(min=1), default=30.0, show_default=True)
+@click.option("--max-inflight", type=click.IntRange(1), default=64, show_default=True,
+              help="The server's SYNCWATCH_MAX_INFLIGHT_REQUESTS during the run.")
+@click.option("--spool-mib", type=click.IntRange(1), default=512, show_default=True,
+              help="The server's spool limit (SYNCWATCH_SPOOL_MAX_BYTES) in MiB.")
+@click.option("--connections", type=click.IntRange(1), default=512, show_default=True,
+              help="Most requests the client keeps in flight.")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_load(rate: int, batch: int, seconds: float, burst_seconds: float, burst_factor: float,
+               recover_seconds: float, max_inflight: int, spool_mib: int, connections: int, out: str) -> None:
+    """Sustained ingest, a burst with backpressure and recovery; then every acknowledged event stored once."""
+    from syncwatch.bench.load import LoadConfig, run
+
+    report = run(LoadConfig(rate, batch, seconds, burst_seconds, burst_factor, recover_seconds, max_inflight,
+                            spool_mib, connections), out)
+    if not (report["exactly_once"] and report["server_alive"]):
+        raise click.ClickException("delivery check failed: see the report above")
+
+
 @main.group()
 def evidence() -> None:
     """Evidence packs of findings (GET /api/v1/findings/{fingerprint}/evidence)."""
