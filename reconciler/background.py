@@ -10,6 +10,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from reconciler import scheduler, service
 from reconciler.alerts import Notifier
 from reconciler.loader import load_rules
+from reconciler.runner import DEFAULT_TIMEOUT_SECONDS
 from reconciler.scheduler import ScheduledJob
 from syncwatch.store import Store
 
@@ -19,14 +20,15 @@ log = logging.getLogger(__name__)
 class ScheduledReconciler:
     """Loads the rule packs, then runs each rule on its schedule (or every `every`, if given)."""
 
-    def __init__(self, rules_dir: Path, every: str = "") -> None:
+    def __init__(self, rules_dir: Path, every: str = "", timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.rules = service.runnable(load_rules(rules_dir))  # a broken pack stops start-up, with every problem
         self.notifier = Notifier.from_file(rules_dir / "alerts.yaml")
         self.every = every
+        self.timeout_seconds = timeout_seconds
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self, store: Store) -> None:
-        jobs = service.scheduled_jobs(store, self.rules, self.notifier)
+        jobs = service.scheduled_jobs(store, self.rules, self.notifier, self.timeout_seconds)
         if self.every:
             jobs = [ScheduledJob(job.name, self.every, job.run) for job in jobs]
         self._scheduler = scheduler.start(jobs)

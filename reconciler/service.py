@@ -17,7 +17,7 @@ from reconciler.alerts import Notifier
 from reconciler.findings import Scope
 from reconciler.loader import LoadedRule
 from reconciler.model import WorkflowRule
-from reconciler.runner import RunResult, last_success, run_rule
+from reconciler.runner import DEFAULT_TIMEOUT_SECONDS, RunResult, last_success, run_rule
 from reconciler.scheduler import Schedule, ScheduledJob
 from reconciler.sql import Params, changed_keys
 from syncwatch.store import Store
@@ -44,10 +44,11 @@ def runnable(rules: Iterable[LoadedRule], only: str | None = None) -> list[Loade
 
 
 def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Notifier | None = None, *,
-            now: datetime | None = None) -> RunResult:
+            now: datetime | None = None, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> RunResult:
     """Run one rule now: incremental from its last success unless ``full`` or there is none.
     With a notifier, the run's findings are queued for alerting (never blocks, never raises).
-    ``now`` is the run's clock (deadlines and grace periods count from it); default: the wall clock."""
+    ``now`` is the run's clock (deadlines and grace periods count from it); default: the wall clock.
+    ClickHouse cancels the rule's query after ``timeout_seconds`` (recorded as the run's error)."""
     rule = loaded.rule
     now = now or datetime.now(UTC)
     since = None if full else last_success(store, loaded.name, loaded.version)
@@ -56,7 +57,8 @@ def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Noti
     compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
     scope = None if since is None else changed_scope(rule, since, now)
     rule_versions.record(store, loaded, now)  # so this run's findings resolve to the rule's exact text
-    result = run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now)
+    result = run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now,
+                      timeout_seconds=timeout_seconds)
     if notifier is not None:
         notifier.notify(store, result)
     return result
@@ -69,14 +71,16 @@ def _full_run_due(store: Store, loaded: LoadedRule, now: datetime) -> bool:
     return last_full is None or now - last_full >= FULL_RUN_EVERY
 
 
-def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool,
-              notifier: Notifier | None = None, now: datetime | None = None) -> list[RunResult]:
-    """Every rule once, one after another; a failure is recorded and the next rule runs."""
-    return [run_one(store, loaded, full, notifier, now=now) for loaded in rules]
+def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool, notifier: Notifier | None = None,
+              now: datetime | None = None, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> list[RunResult]:
+    """Every rule once, one after another; a failure or timeout is recorded and the next rule runs."""
+    return [run_one(store, loaded, full, notifier, now=now, timeout_seconds=timeout_seconds) for loaded in rules]
 
 
-def scheduled_jobs(store: Store, rules: Iterable[LoadedRule], notifier: Notifier | None = None) -> list[ScheduledJob]:
-    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_one, store, r, False, notifier))
+def scheduled_jobs(store: Store, rules: Iterable[LoadedRule], notifier: Notifier | None = None,
+                   timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> list[ScheduledJob]:
+    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_one, store, r, False, notifier,
+                                                                   timeout_seconds=timeout_seconds))
             for r in rules]
 
 

@@ -347,14 +347,16 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
     try:
         schema.migrate(store)
         if once:
-            results = service.run_rules(store, chosen, full=full, notifier=notifier)
+            results = service.run_rules(store, chosen, full=full, notifier=notifier,
+                                        timeout_seconds=settings.rule_timeout_seconds)
             _print_table(["rule", "full", "opened", "updated", "resolved", "reopened", "ms", "error"],
                          [[r.rule, int(r.full), r.opened, r.updated, r.resolved, r.reopened, round(r.duration_ms),
                            r.error[:120]] for r in results])
             if any(not r.ok for r in results):
                 sys.exit(1)
             return
-        _serve_schedule(scheduler.start(service.scheduled_jobs(store, chosen, notifier)))
+        _serve_schedule(scheduler.start(service.scheduled_jobs(store, chosen, notifier,
+                                                               settings.rule_timeout_seconds)))
     finally:
         notifier.close(timeout=10)  # delivers what the runs queued, within the timeout
         store.close()

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         None, description="Run the reconciler's schedule inside the API process; empty means yes in embedded mode "
         "(one process owns a chDB store) and no with a ClickHouse server (run `syncwatch reconcile`)."
     )
+    rule_timeout_seconds: int = Field(
+        300, ge=1, description="Longest one rule's query may run before ClickHouse cancels it (max_execution_time); "
+        "the rule records a timeout and the other rules still run."
+    )
     reconcile_every: str = Field(
         "", description="Override every rule's schedule with this interval (e.g. 30s); the demo uses it."
     )
