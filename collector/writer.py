@@ -141,9 +141,12 @@ class BatchWriter:
             except Exception as exc:  # a writer thread that died would strand every acknowledged row
                 # A checkpoint that cannot be written (disk full) or a batch that cannot be read;
                 # the spool still holds everything after `done`, so the same range is tried again.
-                log.exception("writer step failed; retrying")
+                if self.store_up:
+                    log.exception("writer step failed; retrying with backoff")
                 self._mark_down(f"writer: {type(exc).__name__}: {exc}")
-                delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
+                self._stop.wait(backoff)  # not _sleep: a waiting flush would make that return at once
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
             if delay:
                 self._sleep(delay)
 
