@@ -109,6 +109,7 @@ async def _drive(server: ServerProcess, config: LoadConfig) -> dict[str, object]
     alive = await _alive(server)
     sustained = [(t, b) for phase, t, b in rss if phase == "sustained"]
     return {"phases": phases, "rss_sustained": rss_trend(sustained),
+            "rss_samples_mib": [(phase, round(t, 1), round(b / MIB)) for phase, t, b in rss],
             "rss_peak_mib": round(max((b for _, _, b in rss), default=0) / MIB), "recovered_after_s": recovery,
             "server_alive": alive, "outcome": client.outcome}
 
