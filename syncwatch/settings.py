@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, description="Deepest JSON nesting accepted in a payload.")
     retry_after_seconds: int = Field(5, description="Retry-After sent with 429/503.")
     max_inflight_requests: int = Field(1024, description="Concurrent ingest requests above which ingest answers 429.")
+    max_loop_lag_ms: int = Field(
+        2000, ge=0, description="Event-loop delay (the process is out of CPU) above which ingest answers 429; "
+        "0 turns the check off."
+    )
     key_refresh_seconds: float = Field(5.0, description="How often API keys are re-read from the store.")
     reconcile_in_process: bool | None = Field(
         None, description="Run the reconciler's schedule inside the API process; empty means yes in embedded mode "
