@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -16,10 +17,14 @@ from typing import Any
 from fastapi import Request
 
 from collector.errors import IngestHTTPError
+from syncwatch.errors import StoreError
 from syncwatch.store import Store
+
+log = logging.getLogger("syncwatch.collector")
 
 SCOPES = ("events", "records", "telemetry", "admin")
 ANY_SYSTEM = "*"
+OUTAGE_RETRY_AFTER_SECONDS = 5
 _TOKEN = re.compile(r"^sw_([0-9a-f]{12})_([0-9a-f]{48})$")
 _SYSTEM = re.compile(r"^(\*|[a-z][a-z0-9_.-]{0,63})$")
 KEY_COLUMNS = ["key_id", "name", "system", "scopes", "source_prefixes", "secret_sha256", "created_at",
@@ -106,9 +111,23 @@ class KeyRing:
         with self._lock:
             if time.monotonic() - self._loaded_at < min_age:
                 return  # unknown keys must not turn every bad request into a store query
-            rows = self.store.query(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys FINAL")
+            try:
+                rows = self.store.query(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys FINAL")
+            except StoreError as exc:
+                self._keep_through_outage(exc)
+                return
             self._keys = {row[0]: _stored_key(row) for row in rows}
             self._loaded_at = time.monotonic()
+
+    def _keep_through_outage(self, exc: StoreError) -> None:
+        """While the store is down, the keys read before it went keep working, so ingest goes on
+        into the spool; a revocation made meanwhile counts once the store is back. Without any
+        keys read yet, the request is answered 503 with Retry-After instead of a 401 or a 500."""
+        if not self._loaded_at:
+            raise IngestHTTPError(503, "store_unavailable", f"cannot check API keys: {exc}; retry later",
+                                  {"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)}) from exc
+        log.warning("cannot refresh API keys (%s); using the %d keys read before", exc, len(self._keys))
+        self._loaded_at = time.monotonic()  # try again after refresh_seconds, not on every request
 
     def create(self, name: str, system: str, scopes: list[str], source_prefixes: list[str] | None = None,
                expires_at: datetime | None = None) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from collector.auth import Principal
 from collector.decoded import DecodeContext, Decoded, DecodeError, SourceNotAllowed, UnsupportedMediaType
 from collector.errors import IngestHTTPError
 from collector.http_body import read_body
+from collector.loop_lag import loop_lag
 from collector.metrics import CollectorMetrics
 from collector.spool import SpoolFull, SpoolUnavailable
 
@@ -25,10 +26,15 @@ async def accept(request: Request, principal: Principal, kind: str, decode: Deco
     a request is either refused whole (4xx/5xx) or all its rows are on disk when this returns."""
     state = request.app.state
     metrics = state.metrics
+    retry = {"Retry-After": str(state.settings.retry_after_seconds)}
     if state.inflight >= state.settings.max_inflight_requests:
         metrics.rejected.labels(kind, "too_many_requests").inc()
-        raise IngestHTTPError(429, "too_many_requests", "too many concurrent ingest requests; retry later",
-                              {"Retry-After": str(state.settings.retry_after_seconds)})
+        raise IngestHTTPError(429, "too_many_requests", "too many concurrent ingest requests; retry later", retry)
+    lag_limit = state.settings.max_loop_lag_ms / 1000
+    if lag_limit and (lag := loop_lag(state).seconds()) > lag_limit:
+        metrics.rejected.labels(kind, "overloaded").inc()
+        raise IngestHTTPError(429, "overloaded", f"the collector is overloaded (requests wait {lag:.1f} s "
+                              "for its event loop); retry later", retry)
     state.inflight += 1
     try:
         return await _accept(request, principal, kind, decode)

@@ -18,6 +18,7 @@ deduplication tokens, so ClickHouse drops whatever part of it had already landed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -158,6 +159,7 @@ class Spool:
         self._cond = threading.Condition()
         self._durable_listeners: list[threading.Event] = []
         self._closed = False
+        self._broken = ""  # why the spool refuses every write until a restart repairs its tail
         self._thread = threading.Thread(target=self._append_loop, name="spool-append", daemon=True)
         self._thread.start()
 
@@ -178,6 +180,8 @@ class Spool:
         """Raise SpoolFull/SpoolUnavailable unless `size` more bytes may be queued now."""
         if self._closed:
             raise SpoolUnavailable("the collector is shutting down")
+        if self._broken:
+            raise SpoolUnavailable(self._broken)
         if self.pending_bytes() + self._queued_bytes + size > self.max_bytes:
             raise SpoolFull(f"spool holds {self.pending_bytes()} bytes not yet stored (limit {self.max_bytes})")
 
@@ -203,7 +207,10 @@ class Spool:
             if self.fsync:
                 os.fsync(self._fh.fileno())
         except OSError as exc:
-            self._undo_partial_write(start)
+            try:
+                self._undo_partial_write(start)
+            except OSError as undo:  # refuse from now on rather than append after a torn record
+                self._broken = f"the spool cannot undo a failed write ({undo.strerror or undo}); restart the collector"
             for _, future, _ in batch:
                 future.set_exception(SpoolUnavailable(f"spool write failed: {exc.strerror or exc}"))
             return
@@ -220,12 +227,15 @@ class Spool:
             self._rotate()
 
     def _undo_partial_write(self, start: int) -> None:
-        """Cut a failed write back to the last acknowledged byte so no torn record remains."""
-        try:
+        """Cut a failed write back to the last acknowledged byte so no torn record remains.
+
+        Closing flushes what is still buffered, which fails again on a full disk; the file is
+        closed all the same, and the truncation must still happen: later records appended after
+        a torn one would be unreadable, to the writer now and to the start-up scan.
+        """
+        with contextlib.suppress(OSError):
             self._fh.close()
-            os.truncate(self._path(self._current), start)
-        except OSError:
-            pass  # the start-up scan stops at the first invalid record all the same
+        os.truncate(self._path(self._current), start)  # frees space, so it works on a full disk
         self._fh = open(self._path(self._current), "ab")  # noqa: SIM115
 
     def _rotate(self) -> None:

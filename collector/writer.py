@@ -131,10 +131,22 @@ class BatchWriter:
     # -- worker ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        if self.spool.inflight:
-            self._store_range(*self.spool.inflight)
+        backoff = 0.1
         while not self._stop.is_set():
-            delay = self._step()
+            try:
+                if self.spool.inflight:
+                    self._store_range(*self.spool.inflight)
+                delay = self._step()
+                backoff = 0.1
+            except Exception as exc:  # a writer thread that died would strand every acknowledged row
+                # A checkpoint that cannot be written (disk full) or a batch that cannot be read;
+                # the spool still holds everything after `done`, so the same range is tried again.
+                if self.store_up:
+                    log.exception("writer step failed; retrying with backoff")
+                self._mark_down(f"writer: {type(exc).__name__}: {exc}")
+                self._stop.wait(backoff)  # not _sleep: a waiting flush would make that return at once
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
             if delay:
                 self._sleep(delay)
 
@@ -209,7 +221,7 @@ class BatchWriter:
 
     def _mark_down(self, error: str) -> None:
         if self.store_up:
-            log.error("store insert failed, retrying with backoff: %s", error)
+            log.error("writer cannot store, retrying with backoff: %s", error)
         self.store_up = False
         self.last_error = error
         self.metrics.insert_errors.inc()

@@ -13,6 +13,7 @@ from reconciler.alerts import Notifier
 from reconciler.loader import load_rules
 from reconciler.rule_shards import Share
 from reconciler.run_lease import lease_for
+from reconciler.runner import DEFAULT_TIMEOUT_SECONDS
 from reconciler.scheduler import ScheduledJob
 from syncwatch.store import Store
 
@@ -23,18 +24,20 @@ class ScheduledReconciler:
     """Loads the rule packs, then runs each rule on its schedule (or every `every`, if given)."""
 
     def __init__(self, rules_dir: Path, every: str = "", share: Share | None = None,
-                 kpi_state_every: timedelta | None = None) -> None:
+                 kpi_state_every: timedelta | None = None,
+                 timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.pack = load_rules(rules_dir)  # a broken pack stops start-up, with every problem
         self.rules = service.runnable(self.pack)
         self.kpi_state_every = kpi_state_every
         self.notifier = Notifier.from_file(rules_dir / "alerts.yaml")
         self.every = every
         self.share = share or Share()
+        self.timeout_seconds = timeout_seconds
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self, store: Store) -> None:
         jobs = service.scheduled_jobs(store, self.rules, self.notifier, share=self.share,
-                                      lease=lease_for(store, self.share))
+                                      lease=lease_for(store, self.share), timeout_seconds=self.timeout_seconds)
         if self.every:
             jobs = [ScheduledJob(job.name, self.every, job.run) for job in jobs]
         if self.kpi_state_every:

@@ -20,7 +20,7 @@ from reconciler.model import WorkflowRule
 from reconciler.model_kpi import KpiRule
 from reconciler.rule_shards import Share
 from reconciler.run_lease import RunLease
-from reconciler.runner import RunResult, last_success, run_rule
+from reconciler.runner import DEFAULT_TIMEOUT_SECONDS, RunResult, last_success, run_rule
 from reconciler.scheduler import Schedule, ScheduledJob
 from reconciler.sql import Params, changed_keys
 from syncwatch.store import Store
@@ -47,10 +47,11 @@ def runnable(rules: Iterable[LoadedRule], only: str | None = None) -> list[Loade
 
 
 def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Notifier | None = None, *,
-            now: datetime | None = None) -> RunResult:
+            now: datetime | None = None, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> RunResult:
     """Run one rule now: incremental from its last success unless ``full`` or there is none.
     With a notifier, the run's findings are queued for alerting (never blocks, never raises).
-    ``now`` is the run's clock (deadlines and grace periods count from it); default: the wall clock."""
+    ``now`` is the run's clock (deadlines and grace periods count from it); default: the wall clock.
+    ClickHouse cancels the rule's query after ``timeout_seconds`` (recorded as the run's error)."""
     rule = loaded.rule
     now = now or datetime.now(UTC)
     since = None if full else last_success(store, loaded.name, loaded.version)
@@ -59,7 +60,8 @@ def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Noti
     compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
     scope = None if since is None else changed_scope(rule, since, now)
     rule_versions.record(store, loaded, now)  # so this run's findings resolve to the rule's exact text
-    result = run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now)
+    result = run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now,
+                      timeout_seconds=timeout_seconds)
     if notifier is not None:
         notifier.notify(store, result)
     return result
@@ -73,29 +75,34 @@ def _full_run_due(store: Store, loaded: LoadedRule, now: datetime) -> bool:
 
 
 def run_leased(store: Store, loaded: LoadedRule, full: bool = False, notifier: Notifier | None = None, *,
-               lease: RunLease | None = None, now: datetime | None = None) -> RunResult:
+               lease: RunLease | None = None, now: datetime | None = None,
+               timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> RunResult:
     """``run_one`` under the rule's run lease, if any: when another process holds the rule, nothing runs
     and the result's error says who holds it (no rule_runs row: there was no run)."""
     if lease is None:
-        return run_one(store, loaded, full, notifier, now=now)
+        return run_one(store, loaded, full, notifier, now=now, timeout_seconds=timeout_seconds)
     with lease.claim(loaded.name) as claim:
         if claim.won:
-            return run_one(store, loaded, full, notifier, now=now)
+            return run_one(store, loaded, full, notifier, now=now, timeout_seconds=timeout_seconds)
     log.warning("rule %s not run: %s", loaded.name, claim.reason)
     return RunResult("", loaded.name, loaded.version, datetime.now(UTC), 0.0, full, error=f"not run: {claim.reason}")
 
 
 def run_rules(store: Store, rules: Sequence[LoadedRule], *, full: bool, notifier: Notifier | None = None,
-              now: datetime | None = None, lease: RunLease | None = None) -> list[RunResult]:
-    """Every rule once, one after another; a failure is recorded and the next rule runs."""
-    return [run_leased(store, loaded, full, notifier, lease=lease, now=now) for loaded in rules]
+              now: datetime | None = None, lease: RunLease | None = None,
+              timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> list[RunResult]:
+    """Every rule once, one after another; a failure or timeout is recorded and the next rule runs."""
+    return [run_leased(store, loaded, full, notifier, lease=lease, now=now, timeout_seconds=timeout_seconds)
+            for loaded in rules]
 
 
 def scheduled_jobs(store: Store, rules: Iterable[LoadedRule], notifier: Notifier | None = None, *,
-                   share: Share | None = None, lease: RunLease | None = None) -> list[ScheduledJob]:
+                   share: Share | None = None, lease: RunLease | None = None,
+                   timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> list[ScheduledJob]:
     """One job per rule of this reconciler's ``share`` of the pack (all of it by default)."""
     mine = (share or Share()).of(rules)
-    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_leased, store, r, False, notifier, lease=lease))
+    return [ScheduledJob(r.name, schedule_of(r), functools.partial(run_leased, store, r, False, notifier, lease=lease,
+                                                                   timeout_seconds=timeout_seconds))
             for r in mine]
 
 

@@ -354,14 +354,16 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
         schema.migrate(store)
         lease = lease_for(store, share)
         if once:  # the rules asked for, whatever the share; the lease still keeps a scheduled run out
-            results = service.run_rules(store, chosen, full=full, notifier=notifier, lease=lease)
+            results = service.run_rules(store, chosen, full=full, notifier=notifier, lease=lease,
+                                        timeout_seconds=settings.rule_timeout_seconds)
             _print_table(["rule", "full", "opened", "updated", "resolved", "reopened", "ms", "error"],
                          [[r.rule, int(r.full), r.opened, r.updated, r.resolved, r.reopened, round(r.duration_ms),
                            r.error[:120]] for r in results])
             if any(not r.ok for r in results):
                 sys.exit(1)
             return
-        jobs = service.scheduled_jobs(store, chosen, notifier, share=share, lease=lease)
+        jobs = service.scheduled_jobs(store, chosen, notifier, share=share, lease=lease,
+                                      timeout_seconds=settings.rule_timeout_seconds)
         if settings.kpi_state_every and not rule_name:
             jobs += service.kpi_state_jobs(store, _load_rules(path), settings.kpi_state_every, share=share)
         click.echo(f"reconciler {share}: {len(jobs)} of {len(chosen)} rule(s): {', '.join(j.name for j in jobs)}",
@@ -567,6 +569,34 @@ def bench_all(small: bool, only: tuple[str, ...], out: str, docs: str) -> None:
     failed = run(small, only, Path(out), Path(docs) if docs else None)
     if failed:
         raise SyncwatchError(f"benchmarks failed: {', '.join(failed)} (their output is above)")
+
+
+@bench.command("load")
+@click.option("--rate", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Events/s in the sustained and recovery phases.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Events per request.")
+@click.option("--seconds", type=click.FloatRange(min=1), default=180.0, show_default=True,
+              help="Length of the sustained phase.")
+@click.option("--burst-seconds", type=click.FloatRange(min=1), default=20.0, show_default=True)
+@click.option("--burst-factor", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="Burst rate as a multiple of --rate.")
+@click.option("--recover-seconds", type=click.FloatRange(min=1), default=30.0, show_default=True)
+@click.option("--max-inflight", type=click.IntRange(1), default=64, show_default=True,
+              help="The server's SYNCWATCH_MAX_INFLIGHT_REQUESTS during the run.")
+@click.option("--spool-mib", type=click.IntRange(1), default=512, show_default=True,
+              help="The server's spool limit (SYNCWATCH_SPOOL_MAX_BYTES) in MiB.")
+@click.option("--connections", type=click.IntRange(1), default=512, show_default=True,
+              help="Most requests the client keeps in flight.")
+@click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
+def bench_load(rate: int, batch: int, seconds: float, burst_seconds: float, burst_factor: float,
+               recover_seconds: float, max_inflight: int, spool_mib: int, connections: int, out: str) -> None:
+    """Sustained ingest, a burst with backpressure and recovery; then every acknowledged event stored once."""
+    from syncwatch.bench.load import LoadConfig, run
+
+    report = run(LoadConfig(rate, batch, seconds, burst_seconds, burst_factor, recover_seconds, max_inflight,
+                            spool_mib, connections), out)
+    if not (report["exactly_once"] and report["server_alive"]):
+        raise click.ClickException("delivery check failed: see the report above")
 
 
 @main.group()

@@ -22,7 +22,8 @@ def build_server(settings: Settings) -> tuple[uvicorn.Server, FastAPI]:
         from reconciler.rule_shards import Share
 
         background.append(ScheduledReconciler(settings.rules_dir, settings.reconcile_every,
-                                              Share.from_settings(settings), settings.kpi_state_every))
+                                              Share.from_settings(settings), settings.kpi_state_every,
+                                              settings.rule_timeout_seconds))
     app = create_app(settings, background=background)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
                             log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=30)

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, description="Deepest JSON nesting accepted in a payload.")
     retry_after_seconds: int = Field(5, description="Retry-After sent with 429/503.")
     max_inflight_requests: int = Field(1024, description="Concurrent ingest requests above which ingest answers 429.")
+    max_loop_lag_ms: int = Field(
+        2000, ge=0, description="Event-loop delay (the process is out of CPU) above which ingest answers 429; "
+        "0 turns the check off."
+    )
     key_refresh_seconds: float = Field(5.0, description="How often API keys are re-read from the store.")
     cors_allow_origins: str = Field(
         "", description="Comma-separated origins (https://host[:port]) that browsers may call the API from; "
@@ -74,6 +78,10 @@ class Settings(BaseSettings):
     reconcile_in_process: bool | None = Field(
         None, description="Run the reconciler's schedule inside the API process; empty means yes in embedded mode "
         "(one process owns a chDB store) and no with a ClickHouse server (run `syncwatch reconcile`)."
+    )
+    rule_timeout_seconds: int = Field(
+        300, ge=1, description="Longest one rule's query may run before ClickHouse cancels it (max_execution_time); "
+        "the rule records a timeout and the other rules still run."
     )
     reconcile_every: str = Field(
         "", description="Override every rule's schedule with this interval (e.g. 30s); the demo uses it."
