@@ -39,7 +39,7 @@ from reconciler.model_kpi import Count, KpiFilter, KpiRule, WithoutFindings, ref
 from reconciler.sql import DATETIME, JOIN_SETTINGS, Params
 from syncwatch.store import Store
 
-__all__ = ["COLUMNS", "compile", "evaluate", "prepare"]
+__all__ = ["COLUMNS", "compile", "evaluate", "evaluate_views", "prepare"]
 
 Bucket = Literal["day", "week", "month"]
 COLUMNS = ("stat", "bucket", "dimension", "value", "count")
@@ -57,18 +57,20 @@ _TABLES = {
 
 def compile(kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
             dimension: str | None = None, bucket: Bucket | None = None, *, now: datetime | None = None,
-            state_dimensions: Sequence[str] | None = None) -> CompiledRule:
+            state_dimensions: Sequence[str] | None = None, views: Sequence[str] = ()) -> CompiledRule:
     """The KPI's query over [start, end); `now` decides which SLA deadlines are overdue. A workflow
-    KPI reads the workflow's state stored with `state_dimensions` (default: the KPI's own)."""
+    KPI reads the workflow's state stored with `state_dimensions` (default: the KPI's own). With
+    `views` (of overall, trend, breakdown), one query answers them all, each row naming its view."""
     _check(kpi, workflows, start, end, dimension, bucket)
     p = Params()
     frame = (p.named("start", start, DATETIME), p.named("end", end, DATETIME))
     if kpi.ratio:
-        sql = _ratio(p, kpi, frame, dimension, bucket)
+        sql = _ratio(p, kpi, frame, dimension, bucket, views)
     else:
         assert kpi.workflow is not None
         dims = kpi.dimensions if state_dimensions is None else state_dimensions
-        sql = _workflow(p, kpi, workflows[kpi.workflow], dims, frame, dimension, bucket, now or datetime.now(UTC))
+        sql = _workflow(p, kpi, workflows[kpi.workflow], dims, frame, dimension, bucket, now or datetime.now(UTC),
+                        views)
     return CompiledRule(sql, p.values)
 
 
@@ -96,6 +98,25 @@ def evaluate(store: Store, kpi: KpiRule, workflows: dict[str, WorkflowRule], sta
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
+def evaluate_views(store: Store, kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
+                   dimension: str | None = None, bucket: Bucket | None = None, *, now: datetime | None = None,
+                   state_dimensions: Sequence[str] | None = None,
+                   max_staleness: timedelta | None = timedelta(0)) -> dict[str, list[dict[str, Any]]]:
+    """The overall values, the trend (with `bucket`) and the breakdown (with `dimension`) in one
+    query: {"overall": rows, "trend": rows, "breakdown": rows}, each as `evaluate` returns them."""
+    if max_staleness is not None:
+        prepare(store, kpi, workflows, state_dimensions=state_dimensions, max_staleness=max_staleness)
+    views = ["overall"] + (["trend"] if bucket else []) + (["breakdown"] if dimension else [])
+    compiled = compile(kpi, workflows, start, end, dimension, bucket, now=now, state_dimensions=state_dimensions,
+                       views=views)
+    names, rows = store.query_columns(compiled.sql, compiled.parameters)
+    found: dict[str, list[dict[str, Any]]] = {"overall": [], "trend": [], "breakdown": []}
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        found[record.pop("view")].append(record)
+    return found
+
+
 def _check(kpi: KpiRule, workflows: dict[str, WorkflowRule], start: datetime, end: datetime,
            dimension: str | None, bucket: str | None) -> None:
     problems = [f"{kpi.name}: {'.'.join(map(str, path))}: {message}" for path, message in references(kpi, workflows)]
@@ -117,15 +138,38 @@ def _bucket(bucket: str | None, column: str) -> str:
     return f"toDateTime({start}, 'UTC')"
 
 
-def _grouped(stats: list[tuple[str, str]], count: str, source: str, having: str = "") -> str:
+# GROUPING SETS of the views one query may answer at once
+_SETS = {"overall": "()", "trend": "(b)", "breakdown": "(d)"}
+
+
+def _view(views: Sequence[str]) -> str:
+    """Which view a row belongs to. grouping(x) is 1 where x was aggregated away (standard
+    semantics) and may only name columns of the grouping sets, hence one form per combination."""
+    trend, breakdown = "trend" in views, "breakdown" in views
+    if trend and breakdown:
+        return "multiIf(grouping(b, d) = 3, 'overall', grouping(b, d) = 1, 'trend', 'breakdown')"
+    if trend or breakdown:
+        column, name = ("b", "trend") if trend else ("d", "breakdown")
+        return f"if(grouping({column}) = 1, 'overall', '{name}')"
+    return "'overall'"
+
+
+def _grouped(stats: list[tuple[str, str]], count: str, source: str, having: str = "",
+             views: Sequence[str] = ()) -> str:
     """Every stat over `source` (which yields b and d) in one pass, grouped by bucket and dimension,
-    then one row per stat: the source (a whole workflow's instances) is computed once."""
+    then one row per stat: the source (a whole workflow's instances) is computed once. With `views`,
+    one grouping set per view (overall, trend, breakdown) and a `view` column naming each row's."""
     values = ", ".join(f"tuple('{stat}', toFloat64({value}))" for stat, value in stats)
+    group = f"GROUPING SETS ({', '.join(_SETS[v] for v in views)})" if views else "b, d"
+    view, first = (f"{_view(views)} AS view, ", "view, ") if views else ("", "")
+    # a column no grouping set names is the constant of an unrequested view (NULL bucket, '' dimension)
+    b = "any(b)" if views and "trend" not in views else "b"
+    d = "any(d)" if views and "breakdown" not in views else "d"
     return (
-        "SELECT v.1 AS stat, bucket, dimension, v.2 AS value, count FROM (\n"
-        f"SELECT b AS bucket, d AS dimension, toUInt64({count}) AS count, [{values}] AS vals\n"
-        f"FROM (\n{source}\n)\nGROUP BY b, d{having}\n)\nARRAY JOIN vals AS v\n"
-        "ORDER BY stat, bucket, dimension\n" + JOIN_SETTINGS
+        f"SELECT {first}v.1 AS stat, bucket, dimension, v.2 AS value, count FROM (\n"
+        f"SELECT {view}{b} AS bucket, {d} AS dimension, toUInt64({count}) AS count, [{values}] AS vals\n"
+        f"FROM (\n{source}\n)\nGROUP BY {group}{having}\n)\nARRAY JOIN vals AS v\n"
+        f"ORDER BY {first}stat, bucket, dimension\n" + JOIN_SETTINGS
     )
 
 
@@ -143,7 +187,7 @@ def _needed(kpi: KpiRule, rule: WorkflowRule) -> WorkflowRule:
 # -- workflow metrics ------------------------------------------------------------------------------------
 
 def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, dims: Sequence[str], frame: tuple[str, str],
-              dimension: str | None, bucket: str | None, now: datetime) -> str:
+              dimension: str | None, bucket: str | None, now: datetime, views: Sequence[str] = ()) -> str:
     at = p.named("now", now, DATETIME)
     needed = _needed(kpi, rule)
     stored = workflow_state.instances(p, workflow_state.kpi_rule(rule), dims, dimension, frame)
@@ -152,14 +196,14 @@ def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, dims: Sequence[str], 
               f"    FROM (\n{instances}\n    ) AS i{_exceptions(p, kpi, rule)}\n    WHERE 1")
     if kpi.duration:
         stats = _duration_stats(kpi.duration.stats)
-        return _grouped(stats, "count()", source + " AND measured", " HAVING count() > 0")
+        return _grouped(stats, "count()", source + " AND measured", " HAVING count() > 0", views)
     if kpi.completion_rate:
-        return _grouped([("completion_rate", "countIf(complete) / count()")], "count()", source)
+        return _grouped([("completion_rate", "countIf(complete) / count()")], "count()", source, views=views)
     if kpi.straight_through:
         settled = "countIf(complete OR exception)"
         return _grouped([("straight_through", f"countIf(complete AND NOT exception) / {settled}")], settled,
-                        source, f" HAVING {settled} > 0")
-    return _grouped([("sla_compliance", "sum(ok) / sum(due)")], "sum(due)", source, " HAVING sum(due) > 0")
+                        source, f" HAVING {settled} > 0", views)
+    return _grouped([("sla_compliance", "sum(ok) / sum(due)")], "sum(due)", source, " HAVING sum(due) > 0", views)
 
 
 def _duration_stats(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -245,9 +289,10 @@ def _without_findings(p: Params, table: str, w: WithoutFindings) -> str:
     return f"{value} NOT IN (SELECT keys[{p(w.key)}] FROM findings FINAL WHERE {' AND '.join(conds)})"
 
 
-def _ratio(p: Params, kpi: KpiRule, frame: tuple[str, str], dimension: str | None, bucket: str | None) -> str:
+def _ratio(p: Params, kpi: KpiRule, frame: tuple[str, str], dimension: str | None, bucket: str | None,
+           views: Sequence[str] = ()) -> str:
     assert kpi.ratio is not None
     source = "\n    UNION ALL\n".join(_count(p, side, which, frame, dimension, bucket)
                                       for which, side in ((1, kpi.ratio.numerator), (0, kpi.ratio.denominator)))
     return _grouped([("ratio", "countIf(side = 1) / countIf(side = 0)")], "countIf(side = 0)", source,
-                    " HAVING countIf(side = 0) > 0")
+                    " HAVING countIf(side = 0) > 0", views)

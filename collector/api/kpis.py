@@ -205,9 +205,9 @@ def get_kpi(request: Request, name: str,
     period = time_range(start, end)
     store: Store = request.app.state.store
     as_of = _prepare(request, rules, kpi)
-    overall = _evaluate(store, rules, kpi, period)
-    trend = _evaluate(store, rules, kpi, period, bucket=bucket) if bucket else []
-    breakdown = _evaluate(store, rules, kpi, period, dimension=dimension) if dimension else []
+    views = compile_kpi.evaluate_views(store, kpi, rules.workflows, period.start, period.end, dimension, bucket,
+                                       state_dimensions=_state_dimensions(rules, kpi), max_staleness=None)
+    overall, trend, breakdown = views["overall"], views["trend"], views["breakdown"]
     return KpiValues(name=kpi.name, unit=kpi.unit, start=period.start, end=period.end, bucket=bucket,
                      dimension=dimension, as_of=as_of, values=_points(overall, None), trend=_points(trend, "bucket"),
                      breakdown=_points(breakdown, "dimension"))

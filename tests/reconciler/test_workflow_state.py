@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from reconciler import compile_kpi, service, workflow_state
 from reconciler.rule_shards import Share
 from syncwatch.store import Store
-from tests.reconciler.test_compile_kpi import DURATION, KPIS, LOADED, MAY, WORKFLOWS, H, _four, _instance
+from tests.reconciler.records import NOW
+from tests.reconciler.test_compile_kpi import COMPLETION, DURATION, KPIS, LOADED, MAY, WORKFLOWS, H, _four, _instance
 from tests.reconciler.test_compile_workflow import EVENT_COLUMNS, Events
 
 TTB = WORKFLOWS["time_to_bill"]
@@ -104,3 +105,24 @@ def test_the_scheduler_refreshes_each_workflow_that_kpis_read_once_across_replic
     assert store.query("SELECT count() FROM workflow_state_refreshes WHERE definition = {d:String}",
                        {"d": workflow_state.definition(TTB, dims)})[0][0] == 1
     assert datetime.now(UTC) - workflow_state.ensure_fresh(store, TTB, dims).as_of < timedelta(minutes=1)
+
+
+def test_one_query_answers_the_three_views_as_three_queries_do(store: Store) -> None:
+    events = _four(Events())
+    for day in (2, 3, 40):
+        events.error_span(f"trace-{day}", MAY + day * 24 * H, "POST /projects")
+    events.write(store)
+    for rule in (DURATION, COMPLETION, KPIS["integration_failure_rate"]):
+        start, end = datetime(2024, 4, 1, tzinfo=UTC), datetime(2024, 7, 1, tzinfo=UTC)
+        dimension = rule.dimensions[0]
+        views = compile_kpi.evaluate_views(store, rule, WORKFLOWS, start, end, dimension, "month", now=NOW)
+        separate = {"overall": compile_kpi.evaluate(store, rule, WORKFLOWS, start, end, now=NOW),
+                    "trend": compile_kpi.evaluate(store, rule, WORKFLOWS, start, end, bucket="month", now=NOW),
+                    "breakdown": compile_kpi.evaluate(store, rule, WORKFLOWS, start, end, dimension, now=NOW)}
+        for view, rows in separate.items():
+            got = [(r["stat"], r["value"], r["count"]) + ((r["bucket"],) if view == "trend" else ())
+                   + ((r["dimension"],) if view == "breakdown" else ()) for r in views[view]]
+            want = [(r["stat"], r["value"], r["count"]) + ((r["bucket"],) if view == "trend" else ())
+                    + ((r["dimension"],) if view == "breakdown" else ()) for r in rows]
+            assert got == want, (rule.name, view)
+        assert (views["trend"] and views["breakdown"]) or rule.ratio  # the pack's spans are not in this store
