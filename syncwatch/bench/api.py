@@ -92,7 +92,11 @@ def _time_requests(url: str, token: str, requests: dict[str, tuple[str, dict[str
     results: dict[str, Any] = {}
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
         for label, (path, params) in requests.items():
-            client.get(path, params=params).raise_for_status()  # warm: rule pack, marks, caches
+            began = time.perf_counter()
+            # warm: rule pack, marks, caches; the first workflow KPI request also builds the workflow's
+            # per-instance state (the reconciler refreshes it in the background when events arrive)
+            client.get(path, params=params).raise_for_status()
+            warm = time.perf_counter() - began
             seconds = []
             for _ in range(repeat):
                 began = time.perf_counter()
@@ -101,7 +105,7 @@ def _time_requests(url: str, token: str, requests: dict[str, tuple[str, dict[str
                 response.raise_for_status()
             results[label] = {"path": path, "params": params, "p50_seconds": statistics.median(seconds),
                               "p95_seconds": percentile(seconds, 0.95), "max_seconds": max(seconds),
-                              "bytes": len(response.content)}
+                              "warm_seconds": warm, "bytes": len(response.content)}
     return results
 
 
@@ -122,6 +126,11 @@ def _write(report: dict[str, Any], out: Path) -> None:
         met = "yes" if r["p95_seconds"] <= report["target_p95_seconds"] else "**no**"
         lines.append(f"| {label} | {r['p50_seconds'] * 1000:.0f} ms | {r['p95_seconds'] * 1000:.0f} ms | "
                      f"{r['max_seconds'] * 1000:.0f} ms | {met} |")
+    first = next(iter(report["requests"].values()), None)
+    if first and "warm_seconds" in first:
+        lines += ["", f"The first request (the warm-up of the first KPI) took {first['warm_seconds']:.1f} s: it built "
+                  "the time-to-bill workflow's per-instance state that KPI requests read (decision 11). A running "
+                  "reconciler refreshes that state in the background when events arrive, so requests do not pay it."]
     text = "\n".join(lines) + "\n"
     (out / "api.md").write_text(text)
     click.echo("\n" + text)
