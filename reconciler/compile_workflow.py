@@ -110,14 +110,21 @@ def _selection(p: Params, rule: WorkflowRule, source: int) -> str:
     n = len(rule.steps)
     item = rule.steps[source] if source < n else rule.failures.events[source - n]
     columns = f"time, system, trace_id, span_id, received_at, {_extras(p, rule, source)}"
+    carried = "e.time, e.system, e.trace_id, e.span_id, e.received_at, e.amount, e.cur, e.msg"
+    return step_events(p, rule, item, source, columns, carried)
+
+
+def step_events(p: Params, rule: WorkflowRule, item: Step | FailureEvent, source: int, columns: str,
+                carried: str) -> str:
+    """One step's (or failure's) events as (s, ck, `columns`): keyed directly, or through `via` (an
+    inner join on the linked step's events), where `carried` names `columns` on the joined side."""
     where = _where(p, item)
     if item.via is None:
         return (f"SELECT {source} AS s, ck, {columns}\n            FROM events FINAL ARRAY JOIN {_keys(p, item)}"
                 f" AS ck\n            WHERE {where} AND ck != ''")
     linked = next(s for s in rule.steps if s.name == item.via.step)
     return (
-        f"SELECT {source} AS s, l.ck AS ck, {', '.join('e.' + c for c in ('time', 'system', 'trace_id'))},"
-        " e.span_id, e.received_at, e.amount, e.cur, e.msg\n"
+        f"SELECT {source} AS s, l.ck AS ck, {carried}\n"
         f"            FROM (SELECT arrayJoin({_keys(p, item)}) AS lk, {columns}\n"
         f"                  FROM events FINAL WHERE {where}) AS e\n"
         f"            INNER JOIN (SELECT DISTINCT keys[{p(item.via.key)}] AS lk, arrayJoin({_keys(p, linked)}) AS ck\n"

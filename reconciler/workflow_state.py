@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from reconciler.compile_reconcile import CompiledRule
-from reconciler.compile_workflow import _keys, _where
-from reconciler.model import Failures, Step, WorkflowRule
+from reconciler.compile_workflow import step_events
+from reconciler.model import Failures, WorkflowRule
 from reconciler.model_kpi import KpiRule
 from reconciler.sql import JOIN_SETTINGS, Params
 from syncwatch import schema
@@ -64,28 +64,15 @@ def _dims(dimensions: Sequence[str]) -> list[str]:
 def _selection(p: Params, rule: WorkflowRule, index: int, dimensions: Sequence[str]) -> str:
     """Step `index`'s events as (s, ck, time, v0, v1, ...): only the first step carries dimension
     values (a dimension is the event's key of that name, else its data field of that name)."""
-    step: Step = rule.steps[index]
     names = _dims(dimensions)
     if index == 0:
         values = [f"if(mapContains(keys, {p(d)}), keys[{p(d)}], JSONExtractString(data, {p(d)})) AS v{j}"
                   for j, d in enumerate(names)]
     else:
         values = [f"'' AS v{j}" for j in range(len(names))]
-    extra = "".join(f", {v}" for v in values)
-    if step.via is None:
-        return (f"SELECT {index} AS s, ck, time{extra}\n"
-                f"            FROM events FINAL ARRAY JOIN {_keys(p, step)} AS ck\n"
-                f"            WHERE {_where(p, step)} AND ck != ''")
-    linked = next(s for s in rule.steps if s.name == step.via.step)
-    carried = "".join(f", e.v{j} AS v{j}" for j in range(len(names)))
-    return (
-        f"SELECT {index} AS s, l.ck AS ck, e.time AS time{carried}\n"
-        f"            FROM (SELECT arrayJoin({_keys(p, step)}) AS lk, time{extra}\n"
-        f"                  FROM events FINAL WHERE {_where(p, step)}) AS e\n"
-        f"            INNER JOIN (SELECT DISTINCT keys[{p(step.via.key)}] AS lk, arrayJoin({_keys(p, linked)}) AS ck\n"
-        f"                        FROM events FINAL WHERE {_where(p, linked)}) AS l ON e.lk = l.lk\n"
-        "            WHERE e.lk != '' AND l.ck != ''"
-    )
+    columns = ", ".join(["time", *values])
+    carried = ", ".join(["e.time AS time", *(f"e.v{j} AS v{j}" for j in range(len(names)))])
+    return step_events(p, rule, rule.steps[index], index, columns, carried)
 
 
 def refresh_sql(rule: WorkflowRule, dimensions: Sequence[str], generation: int) -> CompiledRule:
