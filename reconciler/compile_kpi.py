@@ -190,7 +190,7 @@ def _workflow(p: Params, kpi: KpiRule, rule: WorkflowRule, dims: Sequence[str], 
               dimension: str | None, bucket: str | None, now: datetime, views: Sequence[str] = ()) -> str:
     at = p.named("now", now, DATETIME)
     needed = _needed(kpi, rule)
-    stored = workflow_state.instances(p, workflow_state.kpi_rule(rule), dims, dimension, frame)
+    stored = workflow_state.instances(p, rule, dims, dimension, frame)
     instances = f"        SELECT *, {', '.join(_derived(p, needed))}\n        FROM (\n        {stored}\n        )"
     source = (f"    SELECT {_bucket(bucket, 'first0')} AS b, dim AS d, {_per_instance(kpi, rule, at)}\n"
               f"    FROM (\n{instances}\n    ) AS i{_exceptions(p, kpi, rule)}\n    WHERE 1")

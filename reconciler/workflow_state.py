@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.compile_reconcile import CompiledRule
 from reconciler.compile_workflow import step_events
-from reconciler.model import Failures, WorkflowRule
+from reconciler.model import WorkflowRule
 from reconciler.model_kpi import KpiRule
 from reconciler.sql import JOIN_SETTINGS, Params
 from syncwatch import schema
@@ -183,7 +183,3 @@ def ensure_fresh(store: Store, rule: WorkflowRule, dimensions: Sequence[str],
                 return Freshness(started, refreshed=False)
         return Freshness(refresh(store, rule, dimensions), refreshed=True)
 
-
-def kpi_rule(rule: WorkflowRule) -> WorkflowRule:
-    """The workflow as its state sees it: steps only (failures and impact are no KPI's business)."""
-    return rule.model_copy(update={"impact": None, "failures": Failures()})
