@@ -164,8 +164,11 @@ def kpi_summary(request: Request, start: str | None = Query(None, description="I
     period = time_range(start, end)
     before = period.previous()
     tiles = []
+    prepared: dict[str | None, datetime | None] = {}  # one freshness check per workflow, not per KPI
     for kpi in (k for k in rules.kpis.values() if k.enabled):
-        as_of = _prepare(request, rules, kpi)
+        if kpi.workflow not in prepared:
+            prepared[kpi.workflow] = _prepare(request, rules, kpi)
+        as_of = prepared[kpi.workflow]
         tiles.append(_tile(kpi, _headline(_evaluate(store, rules, kpi, period), kpi),
                            _headline(_evaluate(store, rules, kpi, before), kpi), as_of))
     names, rows = store.query_columns(revenue_at_risk_sql())
