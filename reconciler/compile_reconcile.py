@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.compile_candidates import CANDIDATES_CTE, compared_text, digest_cte, pairs_ctes, parse, same_source
+from reconciler.compile_candidates import compared_text, first_pass_ctes, pairs_ctes, parse, same_source
 from reconciler.explain import explain, tolerance_text
 from reconciler.model import AggregateRule, Compare, ReconcileRule, Tolerance
 from reconciler.sql import (
@@ -87,7 +87,7 @@ def compile_records(rule: ReconcileRule, since: datetime | None, now: datetime) 
         return _compile_joined(rule, since, now)
     p = Params()
     if since is None:
-        ctes = [digest_cte(p, rule, "l"), digest_cte(p, rule, "r"), CANDIDATES_CTE]
+        ctes = first_pass_ctes(p, rule)
     else:  # an incremental run re-checks every changed key: few, so no first pass to narrow them
         ctes = [f"candidates AS (\n        {changed_keys(p, rule, since)}\n    )"]
     ctes += pairs_ctes(p, rule)

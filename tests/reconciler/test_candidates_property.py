@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler import compile_candidates
 from reconciler.compile_reconcile import _compile_joined, compile_records
 from reconciler.model import ReconcileRule
 from syncwatch.store import Store
@@ -60,8 +62,12 @@ def _result(store: Store, compiled: Any) -> list[str]:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rule=record_rules(), draw=st.data(), incremental=st.booleans())
-def test_two_passes_equal_one_join(store: Store, rule: ReconcileRule, draw: st.DataObject, incremental: bool) -> None:
+@given(rule=record_rules(), draw=st.data(), incremental=st.booleans(), abnormal_limit=st.sampled_from([0, 1, 500_000]))
+def test_two_passes_equal_one_join(store: Store, rule: ReconcileRule, draw: st.DataObject, incremental: bool,
+                                   abnormal_limit: int) -> None:
+    """Whichever first pass runs: keys joined as stored, the keys normalization changes sent on as
+    candidates (limit 500,000), or every normalized key sorted (limit 0; limit 1 switches on a
+    second changed key)."""
     names = sorted({"amount", *(c.field for c in rule.compare), *(c.other for c in rule.compare),
                     *(f.field for f in rule.left.filter)})
     store.command("TRUNCATE TABLE records")
@@ -70,7 +76,9 @@ def test_two_passes_equal_one_join(store: Store, rule: ReconcileRule, draw: st.D
         records.add(system, "project", key, fields, at=NOW - timedelta(minutes=5) if young else OLD)
     records.write(store)
     since = OLD - timedelta(seconds=1) if incremental else None
-    assert _result(store, compile_records(rule, since, NOW)) == _result(store, _compile_joined(rule, since, NOW))
+    with mock.patch.object(compile_candidates, "ABNORMAL_KEYS_LIMIT", abnormal_limit):
+        two_passes = compile_records(rule, since, NOW)
+    assert _result(store, two_passes) == _result(store, _compile_joined(rule, since, NOW))
 
 
 def test_a_value_map_applies_even_when_the_raw_values_are_equal(store: Store) -> None:
