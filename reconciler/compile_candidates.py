@@ -87,14 +87,33 @@ def _prewhere(p: Params, side: Side) -> str:
 ABNORMAL_KEYS_LIMIT = 500_000
 
 
-def _digest_cte(p: Params, rule: ReconcileRule, which: str, name: str, key: str, where: list[str]) -> str:
+def _digest(p: Params, rule: ReconcileRule, which: str, *lead: str) -> str:
+    parts = [*lead, *(part for c in rule.compare for part in _canonical(p, c, which))]
+    return f"cityHash64({', '.join(parts)})" if parts else "toUInt64(0)"
+
+
+def _sorted_side(p: Params, rule: ReconcileRule, which: str, key: str, *where: str) -> str:
+    """Each key's latest live record on one side, for a join that sorts its inputs."""
     side = rule.left if which == "l" else rule.right
-    parts = [part for c in rule.compare for part in _canonical(p, c, which)]
-    digest = f"cityHash64({', '.join(parts)})" if parts else "toUInt64(0)"
-    where = ["deleted = 0", *side_filters(p, side), *where]
-    return (f"{name} AS (\n        SELECT {key} AS k, {digest} AS d, 1 AS present\n"
-            f"        FROM records FINAL\n        PREWHERE {_prewhere(p, side)}\n"
-            f"        WHERE {' AND '.join(where)}\n    )")
+    conditions = " AND ".join(["deleted = 0", *side_filters(p, side), *where])
+    return (f"d{which} AS (\n        SELECT {key} AS k, {_digest(p, rule, which)} AS d, 1 AS present\n"
+            f"        FROM records FINAL\n        PREWHERE {_prewhere(p, side)}\n        WHERE {conditions}\n    )")
+
+
+def _streamed_side(p: Params, rule: ReconcileRule, which: str, *where: str) -> str:
+    """Every version of every record on one side, keyed by `key` as stored, in the table's order.
+
+    FINAL would merge versions, but merging the parts of a table in order ran ~2.5x slower than
+    reading them (10M x 10M with one small part of new versions: 4.7 s against 2.2 s for this
+    pass). So versions stay apart, and a version that is deleted or fails the side's filters only
+    changes the digest (the leading flag): a key whose latest versions differ then meets at least
+    one differing pair in the join, and extra pairs only add candidates the second pass clears.
+    """
+    side = rule.left if which == "l" else rule.right
+    live = " AND ".join(["deleted = 0", *side_filters(p, side)])
+    conditions = " AND ".join(["key != ''", *where])
+    return (f"n{which} AS (\n        SELECT key AS k, {_digest(p, rule, which, live)} AS d, 1 AS present\n"
+            f"        FROM records\n        PREWHERE {_prewhere(p, side)}\n        WHERE {conditions}\n    )")
 
 
 def _join(left: str, right: str) -> str:
@@ -116,11 +135,11 @@ def first_pass_ctes(p: Params, rule: ReconcileRule) -> list[str]:
     evaluates the guard first and does not read the branch it turns off.
     """
     if rule.left.key_field or rule.right.key_field:  # keys from a field: no order to stream in
-        ctes = [_digest_cte(p, rule, w, f"d{w}", key_expr(p, side, rule), ["k != ''"])
+        ctes = [_sorted_side(p, rule, w, key_expr(p, side, rule), "k != ''")
                 for w, side in (("l", rule.left), ("r", rule.right))]
         return [*ctes, f"candidates AS (\n        {_join('dl', 'dr')}\n    )"]
     if not rule.key_normalize:
-        ctes = [_digest_cte(p, rule, w, f"n{w}", "key", ["key != ''"]) for w in "lr"]
+        ctes = [_streamed_side(p, rule, w) for w in "lr"]
         return [*ctes, f"candidates AS (\n        {_join('nl', 'nr')}\n    )"]
     normalized = key_expr(p, rule.left, rule)  # the same expression of `key` on both sides
     few = f"length(abnormal_keys) <= {ABNORMAL_KEYS_LIMIT}"
@@ -129,10 +148,8 @@ def first_pass_ctes(p: Params, rule: ReconcileRule) -> list[str]:
         f"(SELECT groupArray(k) FROM (\n        SELECT {normalized} AS k FROM records PREWHERE {sides}\n"
         f"        WHERE key != k AND k != '' LIMIT {ABNORMAL_KEYS_LIMIT + 1})) AS abnormal_keys"
     )
-    streamed = [_digest_cte(p, rule, w, f"n{w}", "key", ["key != ''", f"key = {normalized}", few])
-                for w in "lr"]
-    sorted_ = [_digest_cte(p, rule, w, f"d{w}", normalized, ["k != ''", f"NOT {few}"])
-               for w in "lr"]
+    streamed = [_streamed_side(p, rule, w, f"key = {normalized}", few) for w in "lr"]
+    sorted_ = [_sorted_side(p, rule, w, normalized, "k != ''", f"NOT {few}") for w in "lr"]
     candidates = (
         f"candidates AS (\n        {_join('nl', 'nr')}\n        UNION ALL\n"
         f"        SELECT arrayJoin(if({few}, abnormal_keys, [])) AS k\n        UNION ALL\n"
