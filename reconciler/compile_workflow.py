@@ -34,6 +34,7 @@ from reconciler.sql import DATETIME, JOIN_SETTINGS, Params, filter_expr
 __all__ = ["compile", "scope"]
 
 _NO_PROBLEM = "tuple('', '', '', '', toFloat64(0), '', '', '')"
+_NO_AMOUNT = "toFloat64(0)"
 
 
 def compile(rule: WorkflowRule, since: datetime | None = None, *, now: datetime | None = None) -> CompiledRule:
@@ -95,20 +96,61 @@ def _where(p: Params, item: Step | FailureEvent) -> str:
     return " AND ".join(conds)
 
 
-def _extras(p: Params, rule: WorkflowRule, source: int) -> str:
+def _extra_columns(p: Params, rule: WorkflowRule, source: int) -> tuple[str, str, str]:
     """amount, cur and msg of one source's rows: only the impact step and failures carry them."""
     n, impact = len(rule.steps), rule.impact
     mine = impact is not None and source < n and rule.steps[source].name == impact.step
-    amount = _json(p, impact.field, "Float") if mine and impact else "toFloat64(0)"
+    amount = _json(p, impact.field, "Float") if mine and impact else _NO_AMOUNT
     cur = _json(p, impact.currency_field, "String") if mine and impact and impact.currency_field else "''"
     failure = rule.failures.events[source - n] if source >= n else None
     msg = _json(p, failure.message_field, "String") if failure and failure.message_field else "''"
+    return amount, cur, msg
+
+
+def _extras(p: Params, rule: WorkflowRule, source: int) -> str:
+    amount, cur, msg = _extra_columns(p, rule, source)
     return f"{amount} AS amount, {cur} AS cur, {msg} AS msg"
 
 
-def _selection(p: Params, rule: WorkflowRule, source: int) -> str:
+def _item(rule: WorkflowRule, source: int) -> Step | FailureEvent:
     n = len(rule.steps)
-    item = rule.steps[source] if source < n else rule.failures.events[source - n]
+    return rule.steps[source] if source < n else rule.failures.events[source - n]
+
+
+def _one_pass_sources(rule: WorkflowRule) -> list[int]:
+    """The sources read together in one pass over events: keyed directly by one field, each of an
+    event type no other of them has (so an event's type tells its source)."""
+    direct = [s for s in range(len(rule.steps) + len(rule.failures.events))
+              if _item(rule, s).via is None and not _item(rule, s).many]
+    types = [_item(rule, s).event_type for s in direct]
+    alone = [s for s in direct if types.count(_item(rule, s).event_type) == 1]
+    return alone if len(alone) > 1 else []
+
+
+def _one_pass(p: Params, rule: WorkflowRule, sources: list[int]) -> str:
+    """The events of several sources in one read, each row's source from its type and filters:
+    three selections of 10M events cost ~10% more than one (bench reconcile, stuck instances)."""
+    items = {s: _item(rule, s) for s in sources}
+
+    def by_source(values: dict[int, str], default: str) -> str:
+        if len(set(values.values())) == 1:
+            return next(iter(values.values()))
+        cases = ", ".join(f"s = {s}, {v}" for s, v in values.items() if v != default)
+        return f"multiIf({cases}, {default})"
+
+    source = "multiIf(" + ", ".join(f"{_where(p, item)}, {s}" for s, item in items.items()) + ", -1)"
+    key = by_source({s: f"keys[{p(item.key)}]" for s, item in items.items()}, "''")
+    extras = {s: _extra_columns(p, rule, s) for s in sources}
+    amount, cur, msg = (by_source({s: e[i] for s, e in extras.items()}, default)
+                        for i, default in enumerate((_NO_AMOUNT, "''", "''")))
+    types = ", ".join(p(item.event_type) for item in items.values())
+    return (f"SELECT {source} AS s, {key} AS ck, time, system, trace_id, span_id, received_at, "
+            f"{amount} AS amount, {cur} AS cur, {msg} AS msg\n            FROM events FINAL"
+            f"\n            WHERE type IN ({types}) AND s >= 0 AND ck != ''")
+
+
+def _selection(p: Params, rule: WorkflowRule, source: int) -> str:
+    item = _item(rule, source)
     columns = f"time, system, trace_id, span_id, received_at, {_extras(p, rule, source)}"
     carried = "e.time, e.system, e.trace_id, e.span_id, e.received_at, e.amount, e.cur, e.msg"
     return step_events(p, rule, item, source, columns, carried)
@@ -215,8 +257,11 @@ def _in_scope(p: Params, rule: WorkflowRule, since: datetime | None, now: str) -
 def _instances(p: Params, rule: WorkflowRule, since: datetime | None, now: datetime) -> str:
     """One row per started instance: the per-step columns, `complete` and `in_scope`."""
     at = p.named("now", now, DATETIME)
-    union = "\n            UNION ALL\n            ".join(
-        _selection(p, rule, s) for s in range(len(rule.steps) + len(rule.failures.events)))
+    together = _one_pass_sources(rule)
+    selections = [_one_pass(p, rule, together)] if together else []
+    selections += [_selection(p, rule, s) for s in range(len(rule.steps) + len(rule.failures.events))
+                   if s not in together]
+    union = "\n            UNION ALL\n            ".join(selections)
     aggregates = ",\n               ".join(_aggregates(rule))
     return (
         f"    SELECT *, {', '.join(_derived(p, rule))},\n"

@@ -245,6 +245,38 @@ def test_a_step_filter_reads_keys_then_data_and_binds_its_values(store: Store) -
     assert found(store, rule) == {("stuck", "in_psa", k(person_id="E1")), ("stuck", "in_psa", k(person_id="E3"))}
 
 
+def test_steps_of_one_event_type_told_apart_by_filters(store: Store) -> None:
+    """Two steps read the same event type (a status change, filtered by its new status): an event's
+    type alone does not tell its step, so they are not read in the one pass the others share."""
+    rule = load_text("""\
+name: approvals
+kind: workflow
+severity: high
+key_name: request_id
+steps:
+  - {name: opened, event_type: crm.request.opened, key: request_id}
+  - {name: reviewed, event_type: crm.request.status, key: request_id, filter: [{field: status, value: reviewed}],
+     sla: {within: 2d}}
+  - {name: approved, event_type: crm.request.status, key: request_id, filter: [{field: status, value: approved}],
+     sla: {within: 2d}}
+  - {name: filed, event_type: erp.request.filed, key: request_id, sla: {within: 2d}}
+""", "approvals.yaml")[0].rule
+    sql = compile_workflow.compile(rule, now=NOW).sql
+    assert sql.count("FROM events FINAL") == 3  # opened + filed together; reviewed and approved alone
+    (Events()
+     .add("crm.request.opened", days(10), {"request_id": "R1"})
+     .add("crm.request.status", days(9), {"request_id": "R1"}, {"status": "reviewed"})
+     .add("crm.request.status", days(8), {"request_id": "R1"}, {"status": "approved"})
+     .add("erp.request.filed", days(7), {"request_id": "R1"})
+     .add("crm.request.opened", days(10), {"request_id": "R2"})
+     .add("crm.request.status", days(9), {"request_id": "R2"}, {"status": "reviewed"})    # never approved
+     .add("crm.request.opened", days(10), {"request_id": "R3"})
+     .add("crm.request.status", days(9), {"request_id": "R3"}, {"status": "approved"})    # never reviewed
+     .write(store))
+    assert found(store, rule) == {("stuck", "approved", k(request_id="R2")),
+                                  ("stuck", "reviewed", k(request_id="R3"))}
+
+
 # -- optional and repeatable steps ------------------------------------------------------------------------
 
 def test_project_to_cash_optional_and_repeatable_steps(store: Store) -> None:
