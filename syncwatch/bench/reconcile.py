@@ -1,11 +1,12 @@
 """`syncwatch bench reconcile`: the shipped PSA-vs-ERP rule over N x N records, against baselines on the same data.
 
 For each size the benchmark owns a temporary embedded store, generates both systems inside ClickHouse
-(see reconcile_data for the injected drift), runs the compiled rule and checks that what it found is
-exactly what was injected, then exports both sides to Parquet once and runs a plain polars lazy join,
-datacompy (polars) and datacompy (pandas) on them, each in a process of its own so that each peak
-RSS is its own. Then 10k records change and the incremental run (compile(rule, since=watermark)) is
-timed and checked against a full run; last, stuck-instance detection over generated workflow events.
+(see reconcile_data for the injected drift), runs the compiled rule in a process of its own
+(reconcile_run) and checks that what it found is exactly what was injected, then exports both sides
+to Parquet once and runs a plain polars lazy join, datacompy (polars) and datacompy (pandas) on
+them, each in a process of its own too, so that each peak RSS is its own. Then 10k records change
+and the incremental run (compile(rule, since=watermark)) is timed and checked against a full run;
+last, stuck-instance detection over generated workflow events.
 """
 
 from __future__ import annotations
@@ -129,20 +130,29 @@ def _difference(found: pl.DataFrame, expected: pl.DataFrame) -> dict[str, int]:
     }
 
 
-def _syncwatch(store: Store, rule: Any, n: int, now: datetime, repeat: int) -> dict[str, Any]:
-    compiled = compile_rule(rule, now=now)
-    table, seconds, rss = _timed(lambda: store.query_arrow(compiled.sql, compiled.parameters), repeat)
-    found = _findings(table)
-    expected = pl.from_arrow(store.query_arrow(data.EXPECTED_SQL, {"n": n}))
-    assert isinstance(expected, pl.DataFrame)
+def _syncwatch(dsn: str, database: str, expected: pl.DataFrame, n: int, now: datetime,
+               repeat: int) -> dict[str, Any]:
+    """The compiled rule, timed in a process of its own (see reconcile_run); this process must not
+    hold the embedded store meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="syncwatch-bench-found-") as tmp:
+        out = Path(tmp) / "found.parquet"
+        command = [sys.executable, "-m", "syncwatch.bench.reconcile_run", dsn, database, now.isoformat(),
+                   str(repeat), str(out)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=BASELINE_TIMEOUT_SECONDS,
+                              check=False)
+        if done.returncode != 0:
+            raise click.ClickException(f"the Syncwatch run failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        found = pl.read_parquet(out)
     diff = _difference(found, expected)
+    seconds = measured["runs"]
     median = statistics.median(seconds)
     return {
         "seconds": median,
         "runs": seconds,
         "rows_per_s_per_side": n / median,
-        "peak_rss_bytes": rss.peak,
-        "rss_before_bytes": rss.before,
+        "peak_rss_bytes": measured["peak_rss_bytes"],
+        "rss_before_bytes": measured["rss_before_bytes"],
         "findings": found.height,
         "expected": expected.height,
         **diff,
@@ -235,7 +245,8 @@ def _baseline(name: str, left: Path, right: Path, n: int) -> dict[str, Any]:
 
 
 def _size(dsn: str, rule: Any, n: int, baselines: bool, repeat: int) -> dict[str, Any]:
-    store = Store(dsn, f"bench_reconcile_{n}")
+    database = f"bench_reconcile_{n}"
+    store = Store(dsn, database)
     schema.migrate(store)
     try:
         now = datetime.now(UTC)
@@ -247,15 +258,21 @@ def _size(dsn: str, rule: Any, n: int, baselines: bool, repeat: int) -> dict[str
             "generate_seconds": time.perf_counter() - began,
             "injected": data.expected_counts(store, n),
         }
-        click.echo(f"{n:,} x {n:,}: Syncwatch (compiled rule, {repeat} runs) ...")
-        result["syncwatch"] = _syncwatch(store, rule, n, now, repeat)
+        expected = pl.from_arrow(store.query_arrow(data.EXPECTED_SQL, {"n": n}))
+        assert isinstance(expected, pl.DataFrame)
+        click.echo(f"{n:,} x {n:,}: Syncwatch (compiled rule, {repeat} runs, in a process of its own) ...")
+        store.close()  # an embedded store is held by one process at a time
+        try:
+            result["syncwatch"] = _syncwatch(dsn, database, expected, n, now, repeat)
+        finally:
+            store = Store(dsn, database)
         result["baselines"] = _baselines(store, n) if baselines else {}
         click.echo(f"{n:,} x {n:,}: incremental run after {CHANGES:,} changed records ...")
         result["incremental"] = _incremental(store, rule, n, repeat)
         _add_ratios(result)
         return result
     finally:
-        schema.apply_ddl(store, f"DROP DATABASE IF EXISTS bench_reconcile_{n} SYNC")
+        schema.apply_ddl(store, f"DROP DATABASE IF EXISTS {database} SYNC")
         store.close()
 
 

@@ -203,8 +203,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{machine_line(m)} "
         "Rule psa_vs_erp_projects (status enum with a value map, budget within 1%, legal entity "
         "case/whitespace-insensitive); ~1% of keys missing on each side, ~1% with one mismatched field, "
-        "~1% with differences inside the tolerances. Peak RSS is the whole process's (for Syncwatch, in brackets: "
-        "above the process's RSS before the runs, which holds the embedded engine and its caches). "
+        "~1% with differences inside the tolerances. Syncwatch and each baseline run in a process of their own, "
+        "apart from the one that generated the data; peak RSS is that whole process's (for Syncwatch, in brackets: "
+        "above its RSS before the runs, which holds the embedded engine). "
         f"Load average {m['load_1m_after']:.2f} at the end.",
         "",
     ]

@@ -56,6 +56,7 @@ def test_drift_found_is_the_drift_injected(tmp_path: Path) -> None:
     assert incremental["exact"] and incremental["changed_records"] == 200 and incremental["findings"] > 0
     stuck = report["stuck"]
     assert stuck["compiled_rule"]["exact"] and stuck["compiled_rule"]["found"] == stuck["expected"] > 0
+    assert stuck["compiled_rule_rows"]["exact"] and stuck["compiled_rule_rows"]["found"] == stuck["expected"]
     assert stuck["final"]["exact"] and stuck["no_final"]["exact"]
     kpis = {name: {row["stat"]: row["value"] for row in k["rows"]} for name, k in stuck["kpis"].items()}
     completed = 1 - stuck["expected"] / stuck["instances"]
