@@ -41,7 +41,11 @@ def compile(rule: WorkflowRule, since: datetime | None = None, *, now: datetime 
     """The rule's query; `since` restricts it to the instances in scope of an incremental run."""
     p, now = Params(), now or datetime.now(UTC)
     inner = _instances(p, rule, since, now)
-    cases = ",\n            ".join(f"if({cond}, {tup}, {_NO_PROBLEM})" for cond, tup in _cases(p, rule, now))
+    listed = _cases(p, rule, now)
+    cases = ",\n            ".join(f"if({cond}, {tup}, {_NO_PROBLEM})" for cond, tup in listed)
+    # the conditions, not notEmpty(problems), filter: the problem arrays are then built for the few
+    # instances with a finding, not for every instance (1M instances, 10k stuck: ~15% of the run)
+    any_problem = " OR ".join(f"({cond})" for cond, _ in listed) or "0"
     sql = (
         "SELECT\n"
         "    problem.1 AS kind, problem.2 AS field, keys, systems, problem.3 AS left_value,\n"
@@ -53,7 +57,7 @@ def compile(rule: WorkflowRule, since: datetime | None = None, *, now: datetime 
         "           last_trace AS left_trace_id, last_span AS left_span_id,\n"
         f"           arrayFilter(x -> x.1 != '', [\n            {cases}\n           ]) AS problems\n"
         f"    FROM (\n{inner}\n    )\n"
-        "    WHERE in_scope AND notEmpty(problems)\n"
+        f"    WHERE in_scope AND ({any_problem})\n"
         ")\nARRAY JOIN problems AS problem\n"
         f"{JOIN_SETTINGS}"
     )
