@@ -43,6 +43,7 @@ class Scenario:
     items: int = 0
     requests: int = 0
     refused: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)  # "429 overloaded" -> count: why they were refused
     seconds: float = 0.0
     queryable_seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
@@ -113,8 +114,19 @@ def _pump(server: ServerProcess, path: str, headers: dict[str, str], template: b
                     result.items += per_request
                 else:
                     result.refused += 1
+                    reason = f"{response.status_code} {_error_code(response)}".strip()
+                    result.refusals[reason] = result.refusals.get(reason, 0) + 1
             if response.status_code in (429, 503):
                 time.sleep(0.05)
+
+
+def _error_code(response: httpx.Response) -> str:
+    """The error code of the collector's JSON error body, {"error": {"code": ...}} ('' without one)."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return str(error.get("code", "")) if isinstance(error, dict) else ""
 
 
 def run_threads(server: ServerProcess, name: str, path: str, token: str, content_type: str, template: bytes,
@@ -318,6 +330,10 @@ def markdown(report: dict) -> str:
     lines += ["", f"Raw store insert ceiling: {ceiling['events']:,} event rows/s, {ceiling['spans']:,} span rows/s. "
               f"Server peak RSS over the whole run: {report['server_peak_rss_mib']} MiB. Single-item OTLP requests "
               "come from Python client threads, which may be the bottleneck; single CloudEvents from wrk."]
+    refusals = [f"{s['name']}: " + ", ".join(f"{n:,} x {why}" for why, n in s["refusals"].items())
+                for s in report["scenarios"] if s.get("refusals")]
+    if refusals:
+        lines.append("Refused requests, by status and error: " + "; ".join(refusals) + ".")
     if report.get("sustained"):
         s = report["sustained"]
         lines.append(f"Sustained {s['seconds']} s at {s['events_per_s']:,} events/s: RSS max "
