@@ -3,13 +3,14 @@
 Joining two systems' full records (every field, trace ids) row by row is what made 10M x 10M
 records slow and memory-hungry: the sort-merge join carried ~100 bytes per row per side. Instead:
 
-1. each side is reduced to (normalized key, one 64-bit digest of the compared fields in their
-   canonical form: normalized text, the value map applied on the left, parsed numbers and dates)
-   and the two are joined; a key is a *candidate* when one side lacks it or the digests differ.
-   Equal digests mean every compared field is equal after normalization, so no tolerance can
-   make them a mismatch (a digest collision, 2^-64 per pair, is the only way to miss one);
-2. both sides' full rows are read once more, only for the candidate keys, and grouped per key
-   into the `l.*` / `r.*` columns the problem expressions of compile_reconcile use.
+1. each side is reduced to (key, one 64-bit digest of the compared fields in their canonical
+   form: normalized text, the value map applied on the left, parsed numbers and dates) and the
+   two are joined; a key is a *candidate* when one side lacks it or the digests differ. Equal
+   digests mean every compared field is equal after normalization, so no tolerance can make them
+   a mismatch (a digest collision, 2^-64 per pair, is the only way to miss one). The join streams
+   on the stored key where it can (first_pass_ctes);
+2. both sides' full rows are read once more, only for the candidate keys, and grouped per
+   normalized key into the `l.*` / `r.*` columns the problem expressions of compile_reconcile use.
 
 A key that several records of one side normalize to (`p-1` and `P-1 `) is compared through its
 most recently updated record.
