@@ -111,8 +111,16 @@ class Store:
             return self._call(self._writer.command, sql, parameters=parameters)
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
-        """Insert one batch; a token makes a retried batch idempotent (see the migrations)."""
-        insert_settings = {"insert_deduplication_token": token} if token else None
+        """Insert one batch; a token makes a retried batch idempotent (see the migrations).
+
+        optimize_on_insert=0: collapsing a ReplacingMergeTree block at insert time made the insert
+        2.3x slower (313k against 740k event rows/s here), and it is not needed for correctness:
+        every read that counts rows uses FINAL or takes the latest version itself, and merges
+        collapse repeats in the background.
+        """
+        insert_settings: dict[str, Any] = {"optimize_on_insert": 0}
+        if token:
+            insert_settings["insert_deduplication_token"] = token
         with self._write_lock:
             self._call(self._writer.insert_arrow, table, data, settings=insert_settings)
 
