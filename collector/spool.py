@@ -141,8 +141,10 @@ def _read_range(path: Path, start: int, end: int) -> bytes:
 class Spool:
     """Segment files, the checkpoint, and the group-committing append thread."""
 
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int, fsync: bool = True) -> None:
+    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int, fsync: bool = True,
+                 read_cap: int = READ_CAP) -> None:
         self.directory = directory
+        self.read_cap = read_cap
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.fsync = fsync
@@ -154,7 +156,8 @@ class Spool:
         self.durable = Position(self._current, self._fh.tell())
         self._sizes = {seg: self._path(seg).stat().st_size for seg in self._segments}
         self._queue: deque[tuple[list[bytes], Future[Position], int]] = deque()
-        self.durable_rows = 0  # rows made durable since start-up; the writer sizes batches with it
+        self.durable_rows = 0  # rows and bytes made durable since start-up; the writer sizes batches with them
+        self.durable_bytes = 0
         self._queued_bytes = 0
         self._cond = threading.Condition()
         self._durable_listeners: list[threading.Event] = []
@@ -218,6 +221,7 @@ class Spool:
         with self._cond:
             self.durable = end
             self.durable_rows += sum(rows for _, _, rows in batch)
+            self.durable_bytes += end.offset - start
             self._sizes[self._current] = end.offset
             for event in self._durable_listeners:
                 event.set()
@@ -261,7 +265,7 @@ class Spool:
         if start.segment == durable.segment and start.offset >= durable.offset:
             return []
         limit = durable.offset if start.segment == durable.segment else None
-        records = scan_segment(self._path(start.segment), start.segment, start.offset, limit, READ_CAP)
+        records = scan_segment(self._path(start.segment), start.segment, start.offset, limit, self.read_cap)
         taken, rows = [], 0
         for record in records:
             if taken and rows + record.rows > max_rows:
@@ -269,6 +273,15 @@ class Spool:
             taken.append(record)
             rows += record.rows
         return taken
+
+    def durable_beyond(self, position: Position) -> bool:
+        """Whether durable records follow `position`: then a batch read up to it was cut short by
+        the row cap, READ_CAP or the segment's end, and waiting would not make it any fuller."""
+        with self._cond:
+            if position.segment == self.durable.segment:
+                return position.offset < self.durable.offset
+            return position.offset < self._sizes.get(position.segment, 0) or any(
+                self._sizes.get(segment, 0) for segment in self._segments if segment > position.segment)
 
     def read_range(self, start: Position, end: Position) -> list[Record]:
         return scan_segment(self._path(start.segment), start.segment, start.offset, end.offset)

@@ -61,7 +61,8 @@ class BatchWriter:
         self._idle = threading.Condition()
         self._flush = threading.Event()  # set while someone waits for everything to be stored
         self._pending_since: float | None = None
-        self._rows_mark = 0  # spool.durable_rows when the pending batch began
+        self._rows_mark = 0  # spool.durable_rows and durable_bytes when the pending batch began
+        self._bytes_mark = 0
         self._gathered: list[tuple[list[bytes], int, asyncio.Future[Position]]] = []
         self._gathered_bytes = 0
         self._handing_off = False
@@ -158,7 +159,9 @@ class BatchWriter:
         """
         deadline = time.monotonic() + delay
         while not (self._flush.is_set() or self._stop.is_set()):
-            if self._pending_since is not None and self.spool.durable_rows - self._rows_mark >= self.max_rows:
+            if self._pending_since is not None and (
+                    self.spool.durable_rows - self._rows_mark >= self.max_rows
+                    or self.spool.durable_bytes - self._bytes_mark >= self.spool.read_cap):
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -180,8 +183,11 @@ class BatchWriter:
         if self._pending_since is None:
             self._pending_since = now
             self._rows_mark = self.spool.durable_rows - sum(r.rows for r in records)
+            self._bytes_mark = self.spool.durable_bytes - (records[-1].end.offset - records[0].start.offset)
         waited = now - self._pending_since
-        full = sum(r.rows for r in records) >= self.max_rows
+        # A read cut short by its row or byte cap is as full as a batch gets: waiting for
+        # max_rows would idle the writer for max_delay on every capped read.
+        full = sum(r.rows for r in records) >= self.max_rows or self.spool.durable_beyond(records[-1].end)
         if not (full or self._flush.is_set() or waited >= self.max_delay_s):
             return self.max_delay_s - waited
         self._store_range(records[0].start, records[-1].end, records)

@@ -110,3 +110,23 @@ def test_small_requests_travel_as_msgpack_rows(tmp_path: Path) -> None:
     assert (record.fmt, record.rows) == (b"M", 2)
     assert record.to_batch().columns == {"id": ["a", "b"], "n": [1, 2]}
     s.close()
+
+
+def test_durable_beyond_says_whether_a_read_left_records_behind(tmp_path: Path) -> None:
+    s = Spool(tmp_path, 10_000_000, 1, read_cap=1)  # every append seals its segment; every read takes one record
+    assert s.submit([encode_record("events", rows(2))]).result(5).segment == 0
+    [record] = s.read(Position(0, 0), 1000)
+    assert not s.durable_beyond(record.end), "the end of a sealed segment with an empty successor"
+    s.submit([encode_record("events", rows(1))]).result(5)
+    assert s.durable_beyond(record.end), "the next segment now holds a record"
+    s.close()
+
+    one = Spool(tmp_path / "one", 10_000_000, 1_000_000, read_cap=400)  # one record of ~330 bytes per read
+    for i in range(3):
+        one.submit([encode_record("events", rows(1, i))]).result(5)
+    taken = one.read(Position(0, 0), 1000)
+    assert len(taken) == 1 and one.durable_beyond(taken[-1].end)
+    rest = one.read(taken[-1].end, 1000)
+    rest += one.read(rest[-1].end, 1000)
+    assert not one.durable_beyond(rest[-1].end)
+    one.close()

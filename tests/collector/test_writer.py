@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -99,5 +100,27 @@ def test_a_cancelled_request_does_not_strand_the_others(tmp_path: Path, store: S
     w.start()
     assert w.wait_until_stored(30)
     assert store.query("SELECT count() FROM ingest_batches")[0][0] == 15  # the cancelled rows were spooled too
+    w.stop()
+    spool.close()
+
+
+def test_a_read_cut_short_by_its_byte_cap_is_inserted_without_waiting_for_max_delay(
+        tmp_path: Path, store: Store) -> None:
+    """Large requests fill the byte cap long before max_rows: such a batch is as full as it gets,
+    so the writer must not idle max_delay on each one (it did, and capped ingest at ~85k events/s)."""
+    spool = Spool(tmp_path, 10_000_000, 1_000_000, read_cap=3_000)
+    w = BatchWriter(spool, store.insert_arrow, CollectorMetrics(), max_rows=100_000, max_delay_s=60)
+    for i in range(12):
+        spool.submit([encode_record(INGEST_BATCHES, batch_rows(20, i * 20))]).result(5)
+    w.start()
+    deadline = time.monotonic() + 30  # half of one max_delay: the old writer would still be waiting
+    while store.query("SELECT count() FROM ingest_batches")[0][0] < 220 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Every read but the last had more behind it; the last, with nothing behind, may wait for company.
+    assert store.query("SELECT count(), uniqExact(batch_id) FROM ingest_batches")[0] == (220, 220)
+    inserts = w.metrics.registry.get_sample_value("syncwatch_writer_batch_seconds_count", {"table": INGEST_BATCHES})
+    assert inserts == 11, "each capped read is one insert"
+    assert w.wait_until_stored(30)
+    assert store.query("SELECT count(), uniqExact(batch_id) FROM ingest_batches")[0] == (240, 240)
     w.stop()
     spool.close()
