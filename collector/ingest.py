@@ -64,15 +64,15 @@ async def _accept(request: Request, principal: Principal, kind: str, decode: Dec
     except DecodeError as exc:
         raise IngestHTTPError(400, exc.code, exc.message) from exc
     decoded.with_batch_row(kind, ctx, len(body))
-    await _spool(request, decoded)
+    await _spool(request, decoded, len(body))
     _count(state.metrics, kind, decoded)
     return decoded
 
 
-async def _spool(request: Request, decoded: Decoded) -> None:
+async def _spool(request: Request, decoded: Decoded, body_bytes: int) -> None:
     retry = {"Retry-After": str(request.app.state.settings.retry_after_seconds)}
     try:
-        await request.app.state.writer.submit(decoded.tables)
+        await request.app.state.writer.submit(decoded.tables, body_bytes)
     except SpoolFull as exc:
         raise IngestHTTPError(503, "spool_full", f"the store is behind ({exc}); retry later", retry) from exc
     except SpoolUnavailable as exc:

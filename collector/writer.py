@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 
@@ -46,6 +46,19 @@ def merge(table: str, records: list[Record]) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
+def joined_rows_records(requests: Iterable[dict[str, Rows]]) -> list[bytes]:
+    """One spool record per table for the small requests of one submission (copies: the requests'
+    own Rows are left as they were)."""
+    joined: dict[str, Rows] = {}
+    for tables in requests:
+        for name, rows in tables.items():
+            if (held := joined.get(name)) is None:
+                joined[name] = Rows({column: list(values) for column, values in rows.columns.items()})
+            else:
+                held.extend(rows)
+    return [encode_record(name, rows) for name, rows in joined.items()]
+
+
 class BatchWriter:
     def __init__(self, spool: Spool, insert: Inserter, metrics: CollectorMetrics,
                  max_rows: int, max_delay_s: float) -> None:
@@ -63,7 +76,7 @@ class BatchWriter:
         self._pending_since: float | None = None
         self._rows_mark = 0  # spool.durable_rows and durable_bytes when the pending batch began
         self._bytes_mark = 0
-        self._gathered: list[tuple[list[bytes], int, asyncio.Future[Position]]] = []
+        self._gathered: list[tuple[list[bytes], dict[str, Rows], int, asyncio.Future[Position]]] = []
         self._gathered_bytes = 0
         self._handing_off = False
         spool.add_listener(self._wake)
@@ -74,18 +87,23 @@ class BatchWriter:
 
     # -- request side ---------------------------------------------------------------------------
 
-    async def submit(self, tables: dict[str, Batch]) -> Position:
+    async def submit(self, tables: dict[str, Batch], body_bytes: int = 0) -> Position:
         """Spool the tables; returns once they are on disk. Raises SpoolFull/SpoolUnavailable.
 
         Requests arriving while the spool writes are gathered on the event loop and handed to the
         spool thread as one submission: one thread hand-off per fsync instead of one per request,
-        which halves the cost of a one-event request.
+        which halves the cost of a one-event request. Small requests (Rows) of one submission are
+        joined into one record per table, so the writer reads one record where it read one per
+        request (at 5k one-event requests/s their scanning and decoding held the GIL ~10% of the time).
+        `body_bytes`, the request's size, bounds their spool size before they are encoded.
         """
-        frames = [encode_record(name, data) for name, data in tables.items() if data.num_rows]
-        size = sum(len(f) for f in frames)
+        frames = [encode_record(name, data) for name, data in tables.items()
+                  if data.num_rows and not isinstance(data, Rows)]
+        small = {name: data for name, data in tables.items() if data.num_rows and isinstance(data, Rows)}
+        size = sum(len(f) for f in frames) + (2 * body_bytes + 512 * len(small) if small else 0)
         self.spool.check_room(size + self._gathered_bytes)
         future: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._gathered.append((frames, sum(data.num_rows for data in tables.values()), future))
+        self._gathered.append((frames, small, sum(data.num_rows for data in tables.values()), future))
         self._gathered_bytes += size
         if not self._handing_off:
             self._handing_off = True
@@ -96,16 +114,17 @@ class BatchWriter:
         try:
             while self._gathered:
                 group, self._gathered, self._gathered_bytes = self._gathered, [], 0
-                frames = [frame for request_frames, _, _ in group for frame in request_frames]
+                frames = [frame for request_frames, _, _, _ in group for frame in request_frames]
+                frames += joined_rows_records(small for _, small, _, _ in group)
                 try:
-                    position = await asyncio.wrap_future(self.spool.submit(frames, sum(r for _, r, _ in group)))
+                    position = await asyncio.wrap_future(self.spool.submit(frames, sum(r for _, _, r, _ in group)))
                 except Exception as exc:  # SpoolFull/SpoolUnavailable, or anything else: every waiter must hear
-                    for _, _, future in group:
+                    for _, _, _, future in group:
                         if not future.done():  # a client that disconnected cancelled its request
                             future.set_exception(exc if isinstance(exc, SpoolFull | SpoolUnavailable)
                                                  else SpoolUnavailable(f"spool failed: {exc}"))
                     continue
-                for _, _, future in group:
+                for _, _, _, future in group:
                     if not future.done():
                         future.set_result(position)
                 self.metrics.spool_bytes.set(self.spool.pending_bytes())

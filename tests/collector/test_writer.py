@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
+from collector.decoded import DecodeContext, Rows, quarantine_rows
 from collector.metrics import CollectorMetrics
 from collector.spool import Position, Spool, encode_record
 from collector.writer import BatchWriter
-from syncwatch.model import INGEST_BATCHES, SCHEMAS
+from syncwatch.model import INGEST_BATCHES, QUARANTINE, SCHEMAS
 from syncwatch.store import Store
 
 
@@ -22,6 +24,10 @@ def batch_rows(n: int, offset: int) -> pa.Table:
         "kind": ["event"] * n, "system": ["crm"] * n, "key_id": ["k"] * n, "accepted": [1] * n,
         "quarantined": [0] * n, "rejected": [0] * n, "bytes": [10] * n,
     }, schema=SCHEMAS[INGEST_BATCHES])
+
+
+CTX = DecodeContext(system="crm", key_id="k", source_prefixes=("/crm",), received_at=datetime(2026, 11, 26, tzinfo=UTC),
+                    batch_id="b", max_depth=64)
 
 
 def writer(spool: Spool, store: Store) -> BatchWriter:
@@ -122,5 +128,31 @@ def test_a_read_cut_short_by_its_byte_cap_is_inserted_without_waiting_for_max_de
     assert inserts == 11, "each capped read is one insert"
     assert w.wait_until_stored(30)
     assert store.query("SELECT count(), uniqExact(batch_id) FROM ingest_batches")[0] == (240, 240)
+    w.stop()
+    spool.close()
+
+
+def test_small_requests_handed_off_together_become_one_record_per_table(tmp_path: Path, store: Store) -> None:
+    spool = Spool(tmp_path, 10_000_000, 1_000_000)
+    w = writer(spool, store)
+    requests = [{INGEST_BATCHES: Rows(batch_rows(2, i * 2).to_pydict()),
+                 QUARANTINE: quarantine_rows(CTX, "event", [("/crm/x", f"q{i}", "t", "bad", "{}")])}
+                for i in range(6)]
+    large = {INGEST_BATCHES: batch_rows(300, 100)}  # Arrow: spooled as its own record
+    before = [{name: {c: list(v) for c, v in rows.columns.items()} for name, rows in r.items()} for r in requests]
+
+    async def scenario() -> None:
+        await asyncio.gather(*(w.submit(r, body_bytes=200) for r in [*requests, large]))
+
+    asyncio.run(scenario())
+    records = spool.read(Position(0, 0), 100_000)
+    assert sorted((r.table, r.fmt, r.rows) for r in records) == [
+        (INGEST_BATCHES, b"A", 300), (INGEST_BATCHES, b"M", 12), (QUARANTINE, b"M", 6)]
+    assert [{name: dict(rows.columns) for name, rows in r.items()} for r in requests] == before, \
+        "a request's own rows must not be changed by the join"
+    w.start()
+    assert w.wait_until_stored(30)
+    assert store.query("SELECT count(), uniqExact(batch_id) FROM ingest_batches")[0] == (312, 312)
+    assert store.query("SELECT groupArraySorted(10)(item_id) FROM quarantine")[0][0] == [f"q{i}" for i in range(6)]
     w.stop()
     spool.close()
