@@ -208,20 +208,24 @@ def run_single_wrk(server: ServerProcess, token: str, clients: int, seconds: flo
     result.items = result.requests - result.refused
     result.p50_ms = _wrk_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     result.p99_ms = _wrk_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    stored = _wait_until_stable(server, count_sql)
+    stored, queryable_at = _wait_until_stable(server, count_sql)
     result.items = stored - before  # wrk counts requests it cut off at the end; the store is the truth
-    result.queryable_seconds = time.monotonic() - start
+    result.queryable_seconds = queryable_at - start
     return result
 
 
-def _wait_until_stable(server: ServerProcess, count_sql: str) -> int:
-    last, same = -1, 0
+def _wait_until_stable(server: ServerProcess, count_sql: str) -> tuple[int, float]:
+    """The final count, once it held for three polls, and when it was first seen: the rows were
+    queryable then (the polls that confirm it are not part of the time to queryable)."""
+    last, same, seen_at = -1, 0, time.monotonic()
     while same < 3:
         now = server.scalar(count_sql)
-        same = same + 1 if now == last else 0
-        last = now
+        if now == last:
+            same += 1
+        else:
+            last, same, seen_at = now, 0, time.monotonic()
         time.sleep(0.1)
-    return last
+    return last, seen_at
 
 
 def _wrk_ms(text: str) -> float:
