@@ -142,6 +142,16 @@ def test_records_latest_version_wins_whatever_the_arrival_order(harness: Harness
     assert harness.count("SELECT count() FROM records FINAL") == 301
 
 
+def test_versions_of_one_record_in_one_request_leave_the_latest(harness: Harness, psa: dict[str, str]) -> None:
+    """Inserts do not collapse a block (optimize_on_insert=0): FINAL must still see one record."""
+    body = "".join(json.dumps({"key": "P-9", "version": v, "fields": {"budget": v}}) + "\n" for v in (2, 7, 1, 5))
+    response = harness.client.post("/v1/records/psa/project", content=body,
+                                   headers={**psa, "Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200 and response.json()["accepted"] == 4
+    assert harness.count("SELECT count() FROM records FINAL WHERE key = 'P-9'") == 1
+    assert harness.store.query("SELECT version, fields['budget'] FROM records FINAL WHERE key = 'P-9'") == [(7, "7")]
+
+
 @pytest.mark.parametrize(("body", "content_type", "fragment"), [
     (b'[{"version": 1}]', "application/json", "key"),
     (b'[{"key": "P-1"}]', "application/json", "version"),
