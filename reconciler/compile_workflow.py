@@ -6,6 +6,9 @@ plain key, a many key (a JSON array, unnested), or a key reached through an earl
 directly, each of an event type of its own, share one read) and grouped by correlation key,
 with countIf / minIf / maxIf per step: a group-by measured at 0.16 s over 10M
 events (issue 3). windowFunnel is not used: it miscounted against ground truth in a measurement.
+The events are grouped twice: first for the keys of the instances with a finding, then, for those
+keys only, with the columns of the finding rows (latest trace ids, systems, impact), which cost
+more than finding the problems.
 
 Per instance (a correlation key whose first step is present), with T(step) = its first arrival, or
 its latest when the step is repeatable (the clock restarts with each repetition), and a step after
@@ -47,6 +50,12 @@ def compile(rule: WorkflowRule, since: datetime | None = None, *, now: datetime 
     # the conditions, not notEmpty(problems), filter: the problem arrays are then built for the few
     # instances with a finding, not for every instance (1M instances, 10k stuck: ~15% of the run)
     any_problem = " OR ".join(f"({cond})" for cond, _ in listed) or "0"
+    # Two passes over the events: the keys of the instances with a finding (ClickHouse computes only
+    # the aggregates their conditions use), then every column of the finding rows for those keys
+    # only. The latest trace ids and the systems of every instance cost more than finding the
+    # problems (10M events: 0.87 s in one pass, 0.57 s in two).
+    problem_keys = f"SELECT ck FROM (\n{inner}\n    )\n    WHERE in_scope AND ({any_problem})"
+    rows = _instances(p, rule, since, now, only=problem_keys)
     sql = (
         "SELECT\n"
         "    problem.1 AS kind, problem.2 AS field, keys, systems, problem.3 AS left_value,\n"
@@ -57,7 +66,7 @@ def compile(rule: WorkflowRule, since: datetime | None = None, *, now: datetime 
         f"    SELECT map({p(rule.key_name)}, ck) AS keys, systems, {_currency(p, rule)} AS impact_currency,\n"
         "           last_trace AS left_trace_id, last_span AS left_span_id,\n"
         f"           arrayFilter(x -> x.1 != '', [\n            {cases}\n           ]) AS problems\n"
-        f"    FROM (\n{inner}\n    )\n"
+        f"    FROM (\n{rows}\n    )\n"
         f"    WHERE in_scope AND ({any_problem})\n"
         ")\nARRAY JOIN problems AS problem\n"
         f"{JOIN_SETTINGS}"
@@ -259,8 +268,9 @@ def _in_scope(p: Params, rule: WorkflowRule, since: datetime | None, now: str) -
     return " OR ".join(conds)
 
 
-def _instances(p: Params, rule: WorkflowRule, since: datetime | None, now: datetime) -> str:
-    """One row per started instance: the per-step columns, `complete` and `in_scope`."""
+def _instances(p: Params, rule: WorkflowRule, since: datetime | None, now: datetime, only: str = "") -> str:
+    """One row per started instance: the per-step columns, `complete` and `in_scope`; with `only`
+    (a query of correlation keys), the instances of those keys alone."""
     at = p.named("now", now, DATETIME)
     together = _one_pass_sources(rule)
     selections = [_one_pass(p, rule, together)] if together else []
@@ -273,7 +283,8 @@ def _instances(p: Params, rule: WorkflowRule, since: datetime | None, now: datet
         f"           {_in_scope(p, rule, since, at)} AS in_scope\n"
         f"    FROM (\n        SELECT ck, {aggregates}\n"
         f"        FROM (\n            {union}\n        ) AS h{_error_spans(rule)}\n"
-        "        GROUP BY ck\n        HAVING has0\n    )"
+        + (f"        WHERE ck IN ({only})\n" if only else "")
+        + "        GROUP BY ck\n        HAVING has0\n    )"
     )
 
 
