@@ -276,7 +276,7 @@ class Spool:
 
     def durable_beyond(self, position: Position) -> bool:
         """Whether durable records follow `position`: then a batch read up to it was cut short by
-        the row cap, READ_CAP or the segment's end, and waiting would not make it any fuller."""
+        the row cap, the byte cap (read_cap) or the segment's end, and waiting would not fill it more."""
         with self._cond:
             if position.segment == self.durable.segment:
                 return position.offset < self.durable.offset
