@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import socket
 
 import uvicorn
 from fastapi import FastAPI
 
 from syncwatch.admin import ensure_admin_token
 from syncwatch.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Everything built so far (modules, the app, the store's client) lives as long as the process.
+        # Left to the collector, each full collection walked it all: 60-70 ms pauses of every
+        # request, ten times in 13 s of single-event ingest. Frozen, they are never walked again.
+        gc.collect()
+        gc.freeze()
 
 
 def build_server(settings: Settings) -> tuple[uvicorn.Server, FastAPI]:
@@ -27,7 +39,7 @@ def build_server(settings: Settings) -> tuple[uvicorn.Server, FastAPI]:
     app = create_app(settings, background=background)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
                             log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=30)
-    return uvicorn.Server(config), app
+    return _Server(config), app
 
 
 def serve(settings: Settings) -> None:
