@@ -175,8 +175,10 @@ def unique_spans(template: bytes, client: int, n: int) -> bytes:
 
 
 WRK_SCRIPT = """
-local counter = 0
-function setup(thread) thread:set("tid", tostring(math.random(100000, 999999))) end
+local counter, threads = 0, 0
+-- ids are "<run>-<thread>-<n>": wrk's Lua random is not seeded, so ids from it would repeat in the
+-- next run against the same server, and repeats are stored once (the counts would come out short)
+function setup(thread) threads = threads + 1; thread:set("tid", "%(run)s-" .. threads) end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/cloudevents+json"
 wrk.headers["Authorization"] = "Bearer %(token)s"
@@ -195,7 +197,7 @@ def run_single_wrk(server: ServerProcess, token: str, clients: int, seconds: flo
     count_sql = "SELECT count() FROM events"
     before = server.scalar(count_sql)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(WRK_SCRIPT % {"token": token, "body": template})
+        fh.write(WRK_SCRIPT % {"token": token, "body": template, "run": os.urandom(6).hex()})
     start = time.monotonic()
     out = subprocess.run([wrk, "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", server.url,
                           "-s", fh.name], capture_output=True, text=True, check=True).stdout
