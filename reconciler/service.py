@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "15m"
 # Incremental runs between full runs; a full run at least this often catches what they cannot.
 FULL_RUN_EVERY = timedelta(hours=1)
+# An incremental run starts this long before the last run began. A row's received_at is when the
+# collector took it, and the writer stores it a moment later (up to its batch delay, longer when
+# inserts are slow or the collector's clock runs behind the reconciler's): a row received just
+# before a run began but stored after it was not seen by that run, and would otherwise wait for the
+# next full run. Keys seen twice are simply compared again.
+INGEST_LAG = timedelta(minutes=5)
 
 # Rule kind -> compiler (rule, since) -> CompiledRule. KPI rules are evaluated by the API on
 # request, not scheduled, so they have no entry here.
@@ -57,6 +63,8 @@ def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Noti
     since = None if full else last_success(store, loaded.name, loaded.version)
     if since is not None and _full_run_due(store, loaded, now):
         since = None
+    if since is not None:
+        since -= INGEST_LAG
     compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
     scope = None if since is None else changed_scope(rule, since, now)
     rule_versions.record(store, loaded, now)  # so this run's findings resolve to the rule's exact text

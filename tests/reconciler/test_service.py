@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,6 +10,7 @@ from reconciler import service
 from reconciler.loader import load_rules
 from syncwatch.store import Store
 from tests.conftest import REPO
+from tests.reconciler.records import Records
 
 RULE = next(r for r in load_rules(REPO / "rules") if r.name == "psa_vs_erp_projects")
 
@@ -24,3 +25,21 @@ def test_a_full_run_is_forced_when_the_last_one_is_old(store: Store, monkeypatch
     assert service.run_one(store, RULE).full
     monkeypatch.setattr(service, "FULL_RUN_EVERY", timedelta(0))
     assert service.run_one(store, RULE).full, "grace expiries are only caught by full runs"
+
+
+def test_an_incremental_run_sees_rows_stored_after_the_last_run_began(store: Store) -> None:
+    """received_at is when the collector took a row; the writer stores it a little later. A row
+    received just before a run began but stored after it must still reach the next incremental run."""
+    first = service.run_one(store, RULE)
+    assert first.full and first.error == ""
+    before_it = first.started_at - timedelta(seconds=30)
+    updated = datetime.now(UTC) - timedelta(days=1)  # past the rule's 4h grace period
+    Records().add("psa", "project", "LATE", {"status": "active", "budget": "100", "legal_entity": "ACME-DE"},
+                  at=updated, received=before_it) \
+        .add("erp", "project", "LATE", {"status": "closed", "budget": "100", "legal_entity": "ACME-DE"},
+             at=updated, received=before_it).write(store)
+    second = service.run_one(store, RULE)
+    assert not second.full and second.error == ""
+    assert second.opened == 1
+    assert store.query("SELECT field FROM findings FINAL WHERE rule = {r:String} AND keys['project_id'] = 'LATE'",
+                       {"r": RULE.name}) == [("status",)]
