@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncwatch.bench.ingest import markdown
+from syncwatch.bench.ingest import markdown, run_single_wrk
+from syncwatch.bench.serverproc import ServerProcess
 
 MACHINE = {"cores": 2, "memory_gib": 23.5, "python": "3.11.7", "date": "2026-11-25", "load_1m_at_start": 0.5}
 
@@ -48,3 +49,19 @@ def test_every_protocol_and_batch_size_reaches_the_store(tmp_path: Path) -> None
     assert all(s["peak_rss_mib"] > 0 and s["p99_ms"] >= s["p50_ms"] > 0 for s in report["scenarios"])
     assert min(report["ceiling_rows_per_s"].values()) > 0 and "load_1m_at_start" in report["machine"]
     assert (tmp_path / "ingest.md").read_text().count("| OTLP spans,") == 3
+
+
+@pytest.mark.slow
+def test_a_second_wrk_run_against_one_server_counts_every_event(tmp_path: Path) -> None:
+    """wrk's Lua random is not seeded: ids drawn from it repeated the previous run's, and repeats are
+    stored once, so every run after the first on one server came out short."""
+    server = ServerProcess(tmp_path, "bench-admin-test-token-0123456789")
+    server.start()
+    try:
+        key = server.key("psa", "events")
+        for _ in range(2):
+            result = run_single_wrk(server, key, 4, 1)
+            assert result.refused == 0 and result.requests > 100
+            assert result.items >= result.requests, "events of this run were taken for repeats of the last"
+    finally:
+        server.stop()
