@@ -111,7 +111,9 @@ def _streamed_side(p: Params, rule: ReconcileRule, which: str, *where: str) -> s
     one differing pair in the join, and extra pairs only add candidates the second pass clears.
     """
     side = rule.left if which == "l" else rule.right
-    live = " AND ".join(["deleted = 0", *side_filters(p, side)])
+    # A filter on a field the record lacks or cannot parse is NULL, which WHERE takes as false; so
+    # must the flag, or the digest of a filtered-out record would be NULL and equal nothing, hiding it.
+    live = f"ifNull({' AND '.join(['deleted = 0', *side_filters(p, side)])}, 0)"
     conditions = " AND ".join(["key != ''", *where])
     return (f"n{which} AS (\n        SELECT key AS k, {_digest(p, rule, which, live)} AS d, 1 AS present\n"
             f"        FROM records\n        PREWHERE {_prewhere(p, side)}\n        WHERE {conditions}\n    )")

@@ -125,3 +125,13 @@ def test_an_older_version_that_differs_is_no_finding(store: Store) -> None:
         .add("erp", "project", "P1", {"status": "open"}).write(store)
     Records().add("psa", "project", "P1", {"status": "open"}, version=2).write(store)
     assert found(store, rule) == set()
+
+
+def test_a_record_whose_filter_field_is_absent_is_outside_the_filter(store: Store) -> None:
+    """`amount > 0` on a record without an amount is NULL: the record is not on the left side, in the
+    first pass as in the second (hypothesis found the first pass letting such a key through as equal)."""
+    rule = reconcile(left={"system": "psa", "entity": "project",
+                           "filter": [{"field": "amount", "op": ">", "value": "0"}]})
+    Records().add("psa", "project", "P1", {}).add("erp", "project", "P1", {}) \
+        .add("psa", "project", "P2", {"amount": "5"}).add("erp", "project", "P2", {}).write(store)
+    assert found(store, rule) == {("missing_left", "", k(project_id="P1"))}
