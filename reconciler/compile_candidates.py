@@ -19,7 +19,7 @@ most recently updated record.
 from __future__ import annotations
 
 from reconciler.model import Compare, ReconcileRule, Side, Tolerance
-from reconciler.sql import Params, field_of, key_expr, side_filters
+from reconciler.sql import Params, field_of, key_expr, side_filters, span_hex, trace_hex
 
 _PARSE = {
     "decimal": "toDecimal128OrNull({}, 6)",
@@ -186,7 +186,7 @@ def pairs_ctes(p: Params, rule: ReconcileRule) -> list[str]:
     rows = (
         "candidate_rows AS (\n"
         f"        SELECT {is_left} AS is_l, if(is_l, {key_expr(p, left, rule)}, {key_expr(p, right, rule)}) AS k,\n"
-        f"               fields, {rule.grace_basis} AS ts, trace_id, span_id\n"
+        f"               fields, {rule.grace_basis} AS ts, ids\n"
         "        FROM records FINAL\n"
         f"        PREWHERE ({is_left} OR ({_prewhere(p, right)})){key_only}\n"
         f"        WHERE deleted = 0 AND if(is_l, {lwhere}, {rwhere}) AND k != ''{key_later}\n    )"
@@ -201,8 +201,9 @@ def pairs_ctes(p: Params, rule: ReconcileRule) -> list[str]:
             f"countIf({cond}) > 0 AS `{which}.present`",
             f"map({latest}) AS `{which}.f`",
             f"maxIf(ts, {cond}) AS `{which}.ts`",
-            f"argMaxIf(trace_id, ts, {cond}) AS `{which}.trace_id`",
-            f"argMaxIf(span_id, ts, {cond}) AS `{which}.span_id`",
+            f"argMaxIf(ids, ts, {cond}) AS {which}_ids",
+            f"{trace_hex(f'{which}_ids')} AS `{which}.trace_id`",
+            f"{span_hex(f'{which}_ids')} AS `{which}.span_id`",
         ]
     pairs = ("pairs AS (\n        SELECT " + ",\n               ".join(columns)
              + "\n        FROM candidate_rows\n        GROUP BY k\n    )")

@@ -41,6 +41,8 @@ from reconciler.sql import (
     problem,
     problems,
     side_where,
+    span_hex,
+    trace_hex,
 )
 
 __all__ = ["COLUMNS", "CompiledRule", "compile", "compile_aggregate", "compile_records", "explain", "tolerance_text"]
@@ -236,11 +238,12 @@ def _aggregate_cte(p: Params, rule: AggregateRule, which: str, since: datetime |
     where = "\n              AND ".join(_side_cte(p, rule, which, since))
     return (
         f"{which} AS (\n"
-        f"        SELECT k, period, {total} AS v, max(ts) AS last_ts, argMax(trace_id, ts) AS trace_id,\n"
-        "               argMax(span_id, ts) AS span_id, any(cur) AS cur, 1 AS present\n"
+        f"        SELECT k, period, {total} AS v, max(ts) AS last_ts, argMax(ids, ts) AS last_ids,\n"
+        f"               {trace_hex('last_ids')} AS trace_id, {span_hex('last_ids')} AS span_id,"
+        " any(cur) AS cur, 1 AS present\n"
         f"        FROM (\n            SELECT {key_expr(p, side, rule)} AS k, {_period(p, rule, side.period_field)}"
         f" AS period, {value} AS m,\n"
-        f"                   {rule.grace_basis} AS ts, trace_id, span_id, {currency} AS cur\n"
+        f"                   {rule.grace_basis} AS ts, ids, {currency} AS cur\n"
         f"            FROM records FINAL\n            WHERE {where}\n        )\n"
         "        GROUP BY k, period\n    )"
     )

@@ -44,6 +44,19 @@ class Params:
         return f"{{{name}:{type_}}}"
 
 
+def trace_hex(ids: str) -> str:
+    """The hex trace id in a records `ids` value ('' for none), as the table's `trace_id` ALIAS gives it.
+
+    Rules carry `ids` (24 bytes) through their aggregates and take the hex of the rows they keep:
+    read through the ALIAS, every row read would be formatted (migration 0011)."""
+    return f"if(substring({ids}, 1, 16) = repeat('\\0', 16), '', lower(hex(substring({ids}, 1, 16))))"
+
+
+def span_hex(ids: str) -> str:
+    """The hex span id in a records `ids` value ('' for none)."""
+    return f"if(substring({ids}, 17, 8) = repeat('\\0', 8), '', lower(hex(substring({ids}, 17, 8))))"
+
+
 def field_of(p: Params, column: str, name: str) -> str:
     return f"{column}[{p(name)}]"
 

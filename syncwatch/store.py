@@ -14,6 +14,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from syncwatch import cluster_ddl
 from syncwatch.errors import StoreError, StoreLockedError
+from syncwatch.record_ids import stored_rows, stored_table
 from syncwatch.settings import Settings
 
 # Session settings of every query in cluster mode (SYNCWATCH_CLICKHOUSE_CLUSTER), where the plain
@@ -121,12 +122,14 @@ class Store:
         insert_settings: dict[str, Any] = {"optimize_on_insert": 0}
         if token:
             insert_settings["insert_deduplication_token"] = token
+        data = stored_table(table, data)
         with self._write_lock:
             self._call(self._writer.insert_arrow, table, data, settings=insert_settings)
 
     def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        rows, columns = stored_rows(table, rows, columns)
         with self._write_lock:
-            self._call(self._writer.insert, table, rows, column_names=list(columns))
+            self._call(self._writer.insert, table, rows, column_names=columns)
 
     def ping(self) -> bool:
         try:

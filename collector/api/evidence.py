@@ -30,6 +30,9 @@ FINGERPRINT = r"^[0-9a-f]{64}$"
 MAX_ROWS = 10_000  # per kind of evidence; a finding's own events are far fewer
 SPAN_COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "ServiceName", "SpanName", "SpanKind", "Duration",
                 "StatusCode", "StatusMessage", "SpanAttributes", "ResourceAttributes")
+# Named, not `*`: records store their ids as bytes and give the hex through ALIAS columns `*` leaves out
+RECORD_COLUMNS = ("system", "entity", "key", "version", "updated_at", "deleted", "fields", "trace_id", "span_id",
+                  "received_at")
 
 
 def _dicts(store: Store, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -61,7 +64,8 @@ def _events(p: Params, sel: Selector) -> str:
 
 
 def _records(p: Params, sel: Selector) -> str:
-    return f"SELECT * FROM records FINAL WHERE {record_match(p, sel)} ORDER BY system, entity, key LIMIT {MAX_ROWS}"
+    return (f"SELECT {', '.join(RECORD_COLUMNS)} FROM records FINAL WHERE {record_match(p, sel)} "
+            f"ORDER BY system, entity, key LIMIT {MAX_ROWS}")
 
 
 def _spans(p: Params, sel: Selector) -> str:

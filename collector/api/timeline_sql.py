@@ -76,7 +76,9 @@ def record_match(p: Params, s: Selector) -> str:
         v = p(value)
         parts.append(f"(key = {v} OR fields[{p(name)}] = {v})" if name else f"key = {v}")
     if s.trace_ids:
-        parts.append(f"trace_id IN {p(list(s.trace_ids), 'Array(String)')}")
+        # records keep trace ids as bytes (migration 0011): compared as bytes, the bloom filter can skip
+        traces = p(list(s.trace_ids), "Array(String)")
+        parts.append(f"substring(ids, 1, 16) IN arrayMap(t -> unhex(t), {traces})")
     return _any(parts)
 
 

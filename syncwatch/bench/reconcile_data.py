@@ -77,7 +77,8 @@ FROM numbers({{n:UInt64}})
 WHERE ({_BUCKET} AS b) < 30
 """
 
-RECORD_COLUMNS = "system, entity, key, version, updated_at, deleted, fields, trace_id, span_id, received_at"
+# records keep trace and span ids as 24 bytes (migration 0011)
+RECORD_COLUMNS = "system, entity, key, version, updated_at, deleted, fields, ids, received_at"
 
 
 def side_sql(system: str) -> str:
@@ -89,7 +90,7 @@ INSERT INTO records ({RECORD_COLUMNS})
 SELECT '{system}', 'project', concat('P-', toString(number)), 1, {{at:DateTime64(6, 'UTC')}}, 0,
        map('budget', {budget}, 'status', {s["status"]}, 'legal_entity', {s["legal_entity"]},
            'currency', ['EUR', 'GBP', 'USD'][number % 3 + 1]),
-       lower(hex(sipHash128(number, '{system}'))), lower(hex(cityHash64(number, '{system}'))),
+       concat(sipHash128(number, '{system}'), substring(sipHash128(number, '{system}', 'span'), 1, 8)),
        {{at:DateTime64(6, 'UTC')}}
 FROM (SELECT number, {_BUCKET} AS b, {s["cents"]} AS c FROM numbers({{n:UInt64}}))
 WHERE NOT ({s["absent"]})
@@ -111,7 +112,7 @@ def expected_counts(store: Store, n: int) -> dict[str, int]:
 CHANGE_SQL = f"""
 INSERT INTO records ({RECORD_COLUMNS})
 SELECT system, entity, key, version + 1, {{at:DateTime64(6, 'UTC')}}, deleted,
-       mapUpdate(fields, map('budget', '1.00')), trace_id, span_id, {{at:DateTime64(6, 'UTC')}}
+       mapUpdate(fields, map('budget', '1.00')), ids, {{at:DateTime64(6, 'UTC')}}
 FROM records FINAL
 WHERE system = 'psa' AND entity = 'project' AND deleted = 0 AND cityHash64(key, 'change') % {{step:UInt64}} = 0
 LIMIT {{changes:UInt64}}

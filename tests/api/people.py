@@ -14,6 +14,7 @@ from typing import Any
 from reconciler import service
 from reconciler.loader import LoadedRule, load_rules
 from tests.conftest import REPO, Harness
+from tests.reconciler.records import span_of, trace_of
 
 RULE = "psa_vs_erp_projects"
 RECORD_COLUMNS = ["system", "entity", "key", "version", "updated_at", "deleted", "fields", "trace_id", "span_id",
@@ -52,12 +53,12 @@ def loaded_rule(name: str = RULE) -> LoadedRule:
 def psa_project(key: str, budget: str = "50000", status: str = "active", version: int = 1) -> list[Any]:
     at = datetime.now(UTC) - timedelta(days=1)  # older than the rule's 4h grace period
     fields = {"status": status, "budget": budget, "legal_entity": "ACME-DE", "currency": "EUR"}
-    return ["psa", "project", key, version, at, 0, fields, f"trace-psa-{key}", "span-psa", at]
+    return ["psa", "project", key, version, at, 0, fields, trace_of(f"psa-{key}"), span_of("psa"), at]
 
 
 def erp_project(key: str, budget: str = "50000", status: str = "active", version: int = 1) -> list[Any]:
     row = psa_project(key, budget, status, version)
-    row[0], row[7], row[8] = "erp", f"trace-erp-{key}", "span-erp"
+    row[0], row[7], row[8] = "erp", trace_of(f"erp-{key}"), span_of("erp")
     return row
 
 

@@ -9,6 +9,7 @@ import pytest
 from tests.api.people import RULE, People, people_of, project_findings
 from tests.api.seed import Seed, seed
 from tests.conftest import Harness
+from tests.reconciler.records import span_of, trace_of
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_list_returns_total_and_items_sorted_by_impact(people: People, projects:
     item = body["items"][1]
     assert (item["rule"], item["field"], item["left_value"], item["right_value"], item["status"]) == (
         RULE, "budget", "20000", "25000", "open")
-    assert item["systems"] == ["psa", "erp"] and item["left_trace_id"] == "trace-psa-P-18"
+    assert item["systems"] == ["psa", "erp"] and item["left_trace_id"] == trace_of("psa-P-18")
 
 
 @pytest.mark.parametrize(("params", "expected"), [
@@ -108,7 +109,7 @@ def test_detail_shows_the_rule_the_two_sides_and_the_trail(people: People, proje
     comparison = body["comparison"]
     assert comparison["field"] == "budget"
     assert comparison["left"] == {"label": "psa project", "system": "psa", "value": "20000",
-                                  "trace_id": "trace-psa-P-18", "span_id": "span-psa"}
+                                  "trace_id": trace_of("psa-P-18"), "span_id": span_of("psa")}
     assert (comparison["right"]["label"], comparison["right"]["value"]) == ("erp project", "25000")
     assert "budget differs by" in comparison["detail"]
     assert [(a["actor"], a["role"], a["action"], a["outcome"]) for a in body["audit"]] == [

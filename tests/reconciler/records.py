@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,16 @@ COLUMNS = ["system", "entity", "key", "version", "updated_at", "deleted", "field
            "received_at"]
 
 
+def trace_of(label: str) -> str:
+    """A W3C trace id (32 hex digits) made from a label: records store ids as bytes, so they must be hex."""
+    return hashlib.sha256(label.encode()).hexdigest()[:32]
+
+
+def span_of(label: str) -> str:
+    """A W3C span id (16 hex digits) made from a label."""
+    return hashlib.sha256(label.encode()).hexdigest()[32:48]
+
+
 @dataclass
 class Records:
     """Rows to insert; `add` returns self so a test reads as a table of records."""
@@ -25,8 +36,8 @@ class Records:
     def add(self, system: str, entity: str, key: str, fields: dict[str, Any] | None = None, *, at: datetime = OLD,
             version: int = 1, deleted: bool = False, received: datetime | None = None) -> Records:
         text = {k: _text(v) for k, v in (fields or {}).items()}
-        trace = f"trace-{system}-{key}-{version}"
-        self.rows.append((system, entity, key, version, at, int(deleted), text, trace, f"span-{system}-{key}",
+        trace = trace_of(f"{system}-{key}-{version}")
+        self.rows.append((system, entity, key, version, at, int(deleted), text, trace, span_of(f"{system}-{key}"),
                           received or at))
         return self
 

@@ -11,7 +11,7 @@ import pytest
 from reconciler.loader import load_rules
 from reconciler.model import AggregateRule
 from syncwatch.store import Store
-from tests.reconciler.records import NOW, OLD, Records, found, k, run
+from tests.reconciler.records import NOW, OLD, Records, found, k, run, trace_of
 
 REPO = Path(__file__).resolve().parents[2]
 LEAKAGE = next(r.rule for r in load_rules(REPO / "rules") if r.name == "billing_leakage")
@@ -68,7 +68,7 @@ def test_billing_leakage_finds_exactly_the_injected_leaks(store: Store) -> None:
     assert (p1["left_value"], p1["right_value"], p1["impact_amount"], p1["impact_currency"]) == ("800", "700", 100.0,
                                                                                                  "EUR")
     assert p1["detail"] == ("approved billable time 800 vs invoiced 700: differs by 100 (12.5%); tolerance 1")
-    assert (p1["left_trace_id"], p1["right_trace_id"]) == ("trace-psa-T3-1", "trace-erp-I2-1")
+    assert (p1["left_trace_id"], p1["right_trace_id"]) == (trace_of("psa-T3-1"), trace_of("erp-I2-1"))
     assert (p2["left_value"], p2["right_value"], p2["impact_amount"]) == ("900", "", 900.0)
     assert p2["systems"] == ["psa", "erp"]
 

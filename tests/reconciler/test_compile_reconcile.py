@@ -16,7 +16,7 @@ import pytest
 from reconciler.compile_reconcile import COLUMNS, compile, explain
 from reconciler.loader import load_rules
 from syncwatch.store import Store
-from tests.reconciler.records import NOW, OLD, Records, found, k, reconcile, run
+from tests.reconciler.records import NOW, OLD, Records, found, k, reconcile, run, span_of, trace_of
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "fixtures" / "reconciler"
@@ -223,10 +223,10 @@ def test_impact_traces_and_detail(store: Store) -> None:
     mismatch, missing = rows["mismatch"], rows["missing_left"]
     assert (mismatch["impact_amount"], mismatch["impact_currency"]) == (164000.0, "GBP")
     assert mismatch["detail"] == "budget differs by 12.5% (164000.0 in psa vs 184500.0 in erp; tolerance 1%)"
-    assert (mismatch["left_trace_id"], mismatch["right_trace_id"]) == ("trace-psa-P1-1", "trace-erp-P1-1")
-    assert (mismatch["left_span_id"], mismatch["right_span_id"]) == ("span-psa-P1", "span-erp-P1")
+    assert (mismatch["left_trace_id"], mismatch["right_trace_id"]) == (trace_of("psa-P1-1"), trace_of("erp-P1-1"))
+    assert (mismatch["left_span_id"], mismatch["right_span_id"]) == (span_of("psa-P1"), span_of("erp-P1"))
     assert (missing["impact_amount"], missing["impact_currency"]) == (5000.0, "EUR")
-    assert (missing["left_trace_id"], missing["right_trace_id"]) == ("", "trace-erp-P2-1")
+    assert (missing["left_trace_id"], missing["right_trace_id"]) == ("", trace_of("erp-P2-1"))
     assert (missing["left_value"], missing["right_value"]) == ("", "")
     assert missing["detail"] == "project_id P2 is in erp project but not in psa project"
 
