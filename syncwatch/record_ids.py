@@ -30,10 +30,11 @@ class RecordIdError(ValueError):
     """A record's trace or span id is not the W3C hex the collector writes."""
 
 
-def ids_of(trace_id: str, span_id: str) -> bytes:
-    """One record's stored ids; RecordIdError names what is wrong with them."""
-    text = (trace_id or _NO_TRACE) + (span_id or _NO_SPAN)
-    if len(trace_id or _NO_TRACE) != TRACE_HEX or len(span_id or _NO_SPAN) != SPAN_HEX:
+def ids_of(trace_id: str | None, span_id: str | None) -> bytes:
+    """One record's stored ids (none for empty or None); RecordIdError names what is wrong with them."""
+    trace, span = trace_id or _NO_TRACE, span_id or _NO_SPAN
+    text = trace + span
+    if len(trace) != TRACE_HEX or len(span) != SPAN_HEX:
         raise RecordIdError(f"record trace/span ids must be {TRACE_HEX} and {SPAN_HEX} hex digits or empty, "
                             f"got {trace_id!r} and {span_id!r}")
     try:
@@ -44,6 +45,7 @@ def ids_of(trace_id: str, span_id: str) -> bytes:
 
 def _ids_column(trace: pa.ChunkedArray, span: pa.ChunkedArray) -> pa.Array:
     """The `ids` column of a batch, decoded in one call over the joined hex text of all rows."""
+    trace, span = pc.fill_null(trace, ""), pc.fill_null(span, "")  # a null joins as nothing: no ids
     text = pc.binary_join_element_wise(pc.if_else(pc.equal(trace, ""), _NO_TRACE, trace),
                                        pc.if_else(pc.equal(span, ""), _NO_SPAN, span), "").combine_chunks()
     width, start = TRACE_HEX + SPAN_HEX, _first_offset(text)

@@ -95,3 +95,10 @@ def test_record_inserts_store_hex_ids_as_bytes_and_refuse_other_text(store: Stor
         store.insert_arrow(RECORDS, pa.table({"key": ["P-9", "P-10"], "trace_id": [HEX_ROWS[0][3], "abc"],
                                               "span_id": ["", ""]}))
     assert store.query("SELECT count() FROM records") == [(3,)]
+
+
+def test_record_ids_that_are_null_are_stored_as_none(store: Store) -> None:
+    store.insert_arrow(RECORDS, pa.table({"key": ["P-1", "P-2"], "trace_id": pa.array([None, HEX_ROWS[0][3]]),
+                                          "span_id": pa.array([None, HEX_ROWS[0][4]], pa.string())}))
+    assert store.query("SELECT key, trace_id, span_id FROM records ORDER BY key") == [
+        ("P-1", "", ""), ("P-2", HEX_ROWS[0][3], HEX_ROWS[0][4])]
