@@ -19,7 +19,9 @@ from tests.reconciler.test_compile_property import compares, filters
 
 # values that are equal, near or unparsable under the different types and tolerances
 POOL = ["1", "1.0", "1.004", "1.5", "-2", "abc", "ABC", " abc ", "a  b", "a b", "a\tb", "", "lost", "LOST",
-        "cancelled", "2024-03-01", "2024-03-01T10:00:00Z", "2024-03-04", "not a date"]
+        "cancelled", "2024-03-01", "2024-03-01T10:00:00Z", "2024-03-04", "not a date",
+        # decimals the first pass reads as floats (plain, <= 14 characters) or parses exactly (the rest)
+        "1.", "01.50", "-0", "0", "1e0", "99999999999.99", "99999999999.98", "999999999999.995", "1.0000001"]
 KEYS = ["p1", "p2", "p3", "p4", "p5"]
 # half the draws come from a few codes, so that value maps and case rules meet equal raw values
 values = st.sampled_from(POOL) | st.sampled_from(["lost", "LOST", "cancelled", "1", "1.0"])
@@ -135,3 +137,17 @@ def test_a_record_whose_filter_field_is_absent_is_outside_the_filter(store: Stor
     Records().add("psa", "project", "P1", {}).add("erp", "project", "P1", {}) \
         .add("psa", "project", "P2", {"amount": "5"}).add("erp", "project", "P2", {}).write(store)
     assert found(store, rule) == {("missing_left", "", k(project_id="P1"))}
+
+
+def test_decimals_the_first_pass_reads_as_floats_are_compared_exactly(store: Store) -> None:
+    """Plain decimals of up to 14 characters digest as Float64 (compile_candidates._canonical): values
+    one cent apart at 11 integer digits still differ, and one value written two ways does not."""
+    rule = reconcile(compare=[{"field": "budget", "type": "decimal"}])
+    records = Records()
+    for key, left, right in [("p1", "99999999999.99", "99999999999.98"), ("p2", "1.5", "01.50"),
+                             ("p3", "1.", "1"), ("p4", "-0", "0"), ("p5", "12345678901234.5", "12345678901234.6"),
+                             ("p6", "0.1000001", "0.1000002")]:
+        records.add("psa", "project", key, {"budget": left}).add("erp", "project", key, {"budget": right})
+    records.write(store)
+    assert found(store, rule) == {("mismatch", "budget", k(project_id="p1")),
+                                  ("mismatch", "budget", k(project_id="p5"))}
