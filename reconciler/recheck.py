@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from reconciler.findings import FindingError, Scope, apply_run
 from reconciler.loader import LoadedRule
 from reconciler.runner import DEFAULT_TIMEOUT_SECONDS
-from reconciler.service import COMPILERS
+from reconciler.service import COMPILERS, prepare
 from syncwatch.store import Store
 
 RUN_PREFIX = "recheck-"
@@ -49,6 +49,7 @@ def recheck(store: Store, loaded: LoadedRule, key_values: Iterable[str], *, now:
         raise FindingError(f"rule {loaded.name!r} is disabled: enable it in {loaded.path} to re-check its findings")
     values = tuple(dict.fromkeys(key_values))
     moment = now or datetime.now(UTC)
+    prepare(store, rule, full=False, now=moment)
     compiled = COMPILERS[rule.kind](rule, None, now=moment)
     params = {**compiled.parameters, "recheck_keys": list(values), "recheck_key_name": rule.key_name}
     scope = Scope.of_keys([{rule.key_name: v} for v in values], key_names=(rule.key_name,))

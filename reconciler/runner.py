@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from reconciler.findings import ApplyResult, Scope, apply_run
@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 # A rule may run this long before ClickHouse cancels it; generous, since a full run over
 # 10M x 10M records takes seconds, and a stuck query must not hold the scheduler forever.
 DEFAULT_TIMEOUT_SECONDS = 300
+# An incremental run starts this long before the last run began. A row's received_at is when the
+# collector took it, and the writer stores it a moment later (up to its batch delay, longer when
+# inserts are slow or the collector's clock runs behind the reconciler's): a row received just
+# before a run began but stored after it was not seen by that run, and would otherwise wait for the
+# next full run. Keys seen twice are simply compared again.
+INGEST_LAG = timedelta(minutes=5)
 RUN_COLUMNS = ("run_id", "rule", "rule_version", "started_at", "duration_ms", "full", "rows_scanned", "opened",
                "updated", "resolved", "reopened", "error")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler import compile_reconcile, compile_workflow, rule_versions, workflow_state
+from reconciler import compile_reconcile, compile_workflow, rule_versions, workflow_progress, workflow_state
 from reconciler.alerts import Notifier
 from reconciler.findings import Scope
 from reconciler.loader import LoadedRule
@@ -20,7 +20,7 @@ from reconciler.model import WorkflowRule
 from reconciler.model_kpi import KpiRule
 from reconciler.rule_shards import Share
 from reconciler.run_lease import RunLease
-from reconciler.runner import DEFAULT_TIMEOUT_SECONDS, RunResult, last_success, run_rule
+from reconciler.runner import DEFAULT_TIMEOUT_SECONDS, INGEST_LAG, RunResult, last_success, run_rule
 from reconciler.scheduler import Schedule, ScheduledJob
 from reconciler.sql import Params, changed_keys
 from syncwatch.store import Store
@@ -31,19 +31,14 @@ log = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "15m"
 # Incremental runs between full runs; a full run at least this often catches what they cannot.
 FULL_RUN_EVERY = timedelta(hours=1)
-# An incremental run starts this long before the last run began. A row's received_at is when the
-# collector took it, and the writer stores it a moment later (up to its batch delay, longer when
-# inserts are slow or the collector's clock runs behind the reconciler's): a row received just
-# before a run began but stored after it was not seen by that run, and would otherwise wait for the
-# next full run. Keys seen twice are simply compared again.
-INGEST_LAG = timedelta(minutes=5)
 
 # Rule kind -> compiler (rule, since) -> CompiledRule. KPI rules are evaluated by the API on
 # request, not scheduled, so they have no entry here.
 COMPILERS: dict[str, Callable[..., Any]] = {
     "reconcile": compile_reconcile.compile,
     "aggregate": compile_reconcile.compile,
-    "workflow": compile_workflow.compile,
+    # a scheduled workflow run reads the progress its runs keep (brought up to date by `prepare`)
+    "workflow": functools.partial(compile_workflow.compile, state=True),
 }
 
 
@@ -65,7 +60,7 @@ def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Noti
         since = None
     if since is not None:
         since -= INGEST_LAG
-    compiled = functools.partial(COMPILERS[rule.kind], rule, since, now=now)
+    compiled = functools.partial(_prepared, store, rule, since, now)
     scope = None if since is None else changed_scope(rule, since, now)
     rule_versions.record(store, loaded, now)  # so this run's findings resolve to the rule's exact text
     result = run_rule(store, loaded.name, loaded.version, rule.severity, compiled, since is None, scope=scope, now=now,
@@ -73,6 +68,20 @@ def run_one(store: Store, loaded: LoadedRule, full: bool = False, notifier: Noti
     if notifier is not None:
         notifier.notify(store, result)
     return result
+
+
+def prepare(store: Store, rule: Any, *, full: bool, now: datetime) -> None:
+    """Bring up to date what a rule's query reads besides the ingested tables: a workflow's progress
+    (rebuilt on a full run, else the events received since its last update folded in)."""
+    if isinstance(rule, WorkflowRule):
+        workflow_progress.update(store, rule, full=full, now=now)
+
+
+def _prepared(store: Store, rule: Any, since: datetime | None, now: datetime) -> Any:
+    """The rule's compiled query, once what it reads is up to date (called by the runner, so that a
+    failure is the run's recorded error)."""
+    prepare(store, rule, full=since is None, now=now)
+    return COMPILERS[rule.kind](rule, since, now=now)
 
 
 def _full_run_due(store: Store, loaded: LoadedRule, now: datetime) -> bool:
@@ -161,7 +170,7 @@ def changed_scope(rule: Any, since: datetime, now: datetime | None = None) -> Sc
     for reconcile rules, keys whose records changed since the watermark (reconciler.sql.changed_keys);
     for workflows, instances with new events or a deadline passed since then (compile_workflow.scope)."""
     if isinstance(rule, WorkflowRule):
-        return compile_workflow.scope(rule, since, now or datetime.now(UTC))
+        return compile_workflow.scope(rule, since, now or datetime.now(UTC), state=True)
     p = Params()
     key_name = p(rule.key_name)
     sql = f"SELECT map({key_name}, k) AS keys FROM ({changed_keys(p, rule, since)})"

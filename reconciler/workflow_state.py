@@ -31,7 +31,8 @@ from reconciler.sql import JOIN_SETTINGS, Params
 from syncwatch import schema
 from syncwatch.store import Store
 
-__all__ = ["Freshness", "definition", "dimensions_for", "ensure_fresh", "instances", "refresh", "refresh_sql"]
+__all__ = ["Freshness", "definition", "dimensions_for", "drop_generations", "ensure_fresh", "instances", "refresh",
+           "refresh_sql"]
 
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -151,17 +152,19 @@ def refresh(store: Store, rule: WorkflowRule, dimensions: Sequence[str], now: da
                       [(rule.name, shape, generation, token[0], token[1], now, datetime.now(UTC), int(count))],
                       ["workflow", "definition", "generation", "events", "received_max", "started_at",
                        "refreshed_at", "instances"])
-    _drop_old(store, rule.name, shape)
+    drop_generations(store, "workflow_instances", rule.name, shape)
     return now
 
 
-def _drop_old(store: Store, workflow: str, shape: str) -> None:
-    rows = store.query("SELECT DISTINCT generation FROM workflow_instances WHERE workflow = {w:String} "
+def drop_generations(store: Store, table: str, workflow: str, shape: str) -> None:
+    """Drop the partitions of `table` (partitioned by workflow, definition, generation) older than
+    the two newest generations of (`workflow`, `shape`)."""
+    rows = store.query(f"SELECT DISTINCT generation FROM {table} WHERE workflow = {{w:String}} "
                        "AND definition = {d:String} ORDER BY generation DESC", {"w": workflow, "d": shape})
     for (generation,) in rows[2:]:
         # partition values are literals in ALTER ... DROP PARTITION; all three are ours (a rule
         # name checked at load, a hex hash, an integer), quoted all the same
-        schema.apply_ddl(store, f"ALTER TABLE workflow_instances DROP PARTITION "
+        schema.apply_ddl(store, f"ALTER TABLE {table} DROP PARTITION "
                                 f"({_quote(workflow)}, {_quote(shape)}, {int(generation)})")
 
 

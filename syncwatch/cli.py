@@ -296,6 +296,12 @@ def rules_check(path: str | None) -> None:
         click.echo(compiled.sql if compiled else "(evaluated on request by the API; nothing scheduled)")
         if compiled:
             click.echo(f"-- parameters: {json.dumps(compiled.parameters, default=str)}")
+        if rule.rule.kind == "workflow":  # what the query reads: the progress runs keep
+            from reconciler.compile_workflow import progress_sql
+
+            kept = progress_sql(rule.rule, 0)
+            click.echo(f"-- the progress it reads, as a full run rebuilds it (generation 0 here):\n{kept.sql}")
+            click.echo(f"-- parameters: {json.dumps(kept.parameters, default=str)}")
         click.echo()
     click.echo(f"{len(loaded)} rule(s) OK")
 

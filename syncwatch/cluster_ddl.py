@@ -71,6 +71,11 @@ SHARDING_KEYS: dict[str, tuple[str, str]] = {
                            "instances of every workflow on one shard"),
     "workflow_state_refreshes": ("cityHash64(CAST(workflow, 'String'))",
                                  "a workflow's refresh ledger rows meet (ReplacingMergeTree by workflow)"),
+    "workflow_progress": ("cityHash64(ck)",
+                          "every row of one instance (workflow, definition, generation, ck) on one shard, so "
+                          "AggregatingMergeTree merges them there; a business key's instances together"),
+    "workflow_progress_updates": ("cityHash64(CAST(workflow, 'String'))",
+                                  "a workflow's update ledger rows meet (ReplacingMergeTree by workflow)"),
 }
 
 _NAME = r"`?([A-Za-z_][A-Za-z0-9_]*)`?"

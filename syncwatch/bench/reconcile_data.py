@@ -145,9 +145,9 @@ INSERT INTO events (type, source, id, system, specversion, time, subject, dataco
 SELECT multiIf(step = 0, 'a.start', step = {STEPS_PER_INSTANCE - 1}, 'a.end', 'a.step2'), '/bench/a',
        toString(number), 'bench', '1.0', {{at:DateTime64(6, 'UTC')}} + toIntervalSecond(step * 3600),
        '', 'application/json', '', lower(hex(sipHash128(instance))), lower(hex(cityHash64(number))),
-       map('instance_id', concat('I-', toString(instance))), '{{}}', map(), {{at:DateTime64(6, 'UTC')}}
+       map('instance_id', concat('I-', toString(instance))), '{{}}', map(), {{received:DateTime64(6, 'UTC')}}
 FROM (SELECT number, intDiv(number, {STEPS_PER_INSTANCE}) AS instance, number % {STEPS_PER_INSTANCE} AS step
-      FROM numbers({{n:UInt64}}))
+      FROM numbers({{offset:UInt64}}, {{n:UInt64}}))
 WHERE NOT (step = {STEPS_PER_INSTANCE - 1} AND {STUCK.format("instance")})
 """
 EXPECTED_STUCK_SQL = f"""
@@ -196,9 +196,17 @@ WHERE starts > 0 AND ends = 0 AND started < {cutoff:DateTime64(6, 'UTC')}
 
 
 def generate_events(store: Store, n_events: int, at: datetime) -> int:
-    store.command(EVENTS_SQL, {"n": n_events, "at": at})
+    store.command(EVENTS_SQL, {"n": n_events, "at": at, "offset": 0, "received": at})
     schema.apply_ddl(store, "OPTIMIZE TABLE events FINAL")
     return int(store.query("SELECT count() FROM events")[0][0])
+
+
+def more_events(store: Store, after: int, n_events: int, at: datetime, received: datetime) -> int:
+    """`n_events` events of new instances (numbered after the first `after` events) starting at `at`:
+    none is due yet when `at` is less than the SLA (12 hours) ago, so the stuck set stays the same."""
+    store.command(EVENTS_SQL, {"n": n_events, "at": at, "offset": after, "received": received})
+    return int(store.query("SELECT count() FROM events WHERE received_at = {r:DateTime64(6, 'UTC')}",
+                           {"r": received})[0][0])
 
 
 def stuck_cutoff(now: datetime) -> datetime:

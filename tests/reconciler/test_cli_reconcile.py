@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -51,6 +52,14 @@ def test_rules_check_prints_each_rules_sql_and_refuses_a_bad_pack(pack: Path) ->
     (pack / "projects.yaml").write_text(PACK.replace("key_name:", "key_nmae:"))
     bad = CliRunner().invoke(main, ["rules", "check", str(pack)])
     assert bad.exit_code == 1 and "projects.yaml:" in bad.output and "key_nmae" in bad.output
+
+
+def test_rules_check_prints_a_workflows_query_and_the_progress_it_reads() -> None:
+    ok = CliRunner().invoke(main, ["rules", "check", str(REPO / "rules" / "packs" / "professional_services")])
+    assert ok.exit_code == 0, ok.output
+    section = re.search(r"-- time_to_bill  kind=workflow.*?(?=\n-- \w+  kind=|\Z)", ok.output, re.S)
+    assert section is not None
+    assert "FROM workflow_progress" in section[0] and "INSERT INTO workflow_progress" in section[0]
 
 
 def test_rules_explain(pack: Path) -> None:

@@ -7,6 +7,7 @@ and asserts the EXACT set of (kind, field, keys) rows: every injected problem an
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,13 +15,12 @@ from typing import Any
 
 import pytest
 
-from reconciler import compile_workflow
+from reconciler import compile_workflow, workflow_progress
 from reconciler.compile_reconcile import COLUMNS, explain
 from reconciler.errors import RuleError
 from reconciler.loader import load_rules, load_text
 from reconciler.model import Filter, WorkflowRule
 from reconciler.runner import run_rule
-from reconciler.service import changed_scope
 from syncwatch.store import Store
 from tests.reconciler.records import NOW, k
 from tests.reconciler.test_compile_reconcile import HOSTILE, _golden
@@ -61,8 +61,26 @@ class Events:
             store.insert_rows("otel_traces", self.spans, SPAN_COLUMNS)
 
 
+# Every test runs twice: on the events (the rule's query as `rules check` shows it without state)
+# and on the progress rows a scheduled run keeps (workflow_progress, rebuilt here before each query).
+_PATH = {"state": False}
+
+
+@pytest.fixture(autouse=True, params=["events", "progress"])
+def _path(request: pytest.FixtureRequest) -> Iterator[None]:
+    _PATH["state"] = request.param == "progress"
+    yield
+    _PATH["state"] = False
+
+
+def _prepare(store: Store, rule: WorkflowRule) -> bool:
+    if _PATH["state"]:
+        workflow_progress.update(store, rule, full=True, now=NOW)
+    return _PATH["state"]
+
+
 def run(store: Store, rule: WorkflowRule, since: datetime | None = None) -> list[dict[str, Any]]:
-    compiled = compile_workflow.compile(rule, since, now=NOW)
+    compiled = compile_workflow.compile(rule, since, now=NOW, state=_prepare(store, rule))
     names, rows = store.query_columns(compiled.sql, compiled.parameters)
     return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -74,9 +92,13 @@ def found(store: Store, rule: WorkflowRule, since: datetime | None = None) -> Fo
 # -- time to bill: a many-key step, a step reached via another, a failure event -------------------------
 
 def _timesheets(store: Store) -> None:
+    timesheet_events().write(store)
+
+
+def timesheet_events() -> Events:
     approved, invoiced, posted = "psa.timesheet.approved", "billing.invoice.created", "erp.invoice.posted"
     sheet = {"billable_amount": 1200.0, "currency": "EUR"}
-    (Events()
+    return (Events()
      .add(approved, days(45), {"timesheet_id": "TS-1"}, sheet)
      .add(approved, days(60), {"timesheet_id": "TS-2"}, sheet)                    # invoiced 50 days later
      .add(invoiced, days(10), {"invoice_id": "INV-1", "timesheet_ids": ["TS-1", "TS-2"]}, received=days(10))
@@ -93,8 +115,7 @@ def _timesheets(store: Store) -> None:
      .add(invoiced, days(9), {"invoice_id": "INV-3", "timesheet_ids": ["TS-6"]})
      .add(posted, days(5), {"invoice_id": "INV-3"})                               # 4 days after invoicing
      .add(approved, days(45), {"timesheet_id": HOSTILE}, {"billable_amount": 1, "currency": HOSTILE})
-     .add("integration.sync.failed", days(7), {"object_id": "INV-UNKNOWN"})      # links to no instance
-     .write(store))
+     .add("integration.sync.failed", days(7), {"object_id": "INV-UNKNOWN"}))     # links to no instance
 
 
 TIME_TO_BILL: Found = {
@@ -146,10 +167,10 @@ def test_timesheet_approval_starts_with_the_first_submitted_entry(store: Store) 
 
 # -- quote to project: links through two steps, error spans ------------------------------------------------
 
-def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> None:
+def quote_events() -> Events:
     won, customer, failed = "crm.opportunity.won", "erp.customer.created", "integration.sync.failed"
     project, staffed = "psa.project.created", "psa.project.staffed"
-    (Events()
+    return (Events()
      .add(won, days(20), {"opportunity_id": "OPP-1", "client_id": "C1"}, {"amount": 5e4, "currency": "EUR"},
           trace="T1")
      .add(customer, days(20) + timedelta(hours=1), {"client_id": "C1"}, trace="T1")
@@ -168,8 +189,11 @@ def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> N
      .add(won, days(10), {"opportunity_id": "OPP-4", "client_id": "C1"}, trace="T4")  # an existing client
      .add(project, days(2), {"project_id": "P4", "opportunity_id": "OPP-4"}, trace="T4")
      .error_span("T1", days(3), "POST /api/v1/customers")  # C1's customer trace is OPP-1's, not OPP-4's
-     .add(staffed, days(1), {"project_id": "P-ORPHAN"})                  # no instance
-     .write(store))
+     .add(staffed, days(1), {"project_id": "P-ORPHAN"}))                 # no instance
+
+
+def test_quote_to_project_with_failure_events_and_error_spans(store: Store) -> None:
+    quote_events().write(store)
     assert found(store, PACK["quote_to_project"]) == {
         ("stuck", "staffed", k(opportunity_id="OPP-2")),
         ("failed_step", "POST /api/v1/projects", k(opportunity_id="OPP-2")),
@@ -335,7 +359,7 @@ def test_an_optional_step_is_never_stuck_but_can_be_late(store: Store) -> None:
 def test_incremental_run_finds_what_a_full_run_finds_for_the_keys_in_scope(store: Store) -> None:
     _timesheets(store)
     rule, since = PACK["time_to_bill"], days(7)
-    scope = changed_scope(rule, since, NOW)
+    scope = compile_workflow.scope(rule, since, NOW, state=_prepare(store, rule))
     _, rows = store.query_columns(scope.sql, dict(scope.parameters))
     in_scope = {row[0]["timesheet_id"] for row in rows}
     # a deadline passed since (TS-1 met it; TS-3, TS-5 and the hostile one did not); TS-4 approved and
@@ -406,6 +430,16 @@ def test_golden_sql_of_the_shipped_workflows(name: str, store: Store) -> None:
 def test_golden_sql_of_an_incremental_workflow_run(store: Store) -> None:
     compiled = compile_workflow.compile(PACK["quote_to_project"], days(1), now=NOW)
     _golden("quote_to_project.incremental", compiled.sql, compiled.parameters)
+    assert store.query(compiled.sql, compiled.parameters) == []
+
+
+def test_golden_sql_of_a_run_on_kept_progress(store: Store) -> None:
+    rule = PACK["quote_to_project"]
+    compiled = compile_workflow.compile(rule, days(1), now=NOW, state=True)
+    _golden("quote_to_project.progress", compiled.sql, compiled.parameters)
+    update = compile_workflow.progress_sql(rule, 7, days(1))
+    _golden("quote_to_project.progress_update", update.sql, update.parameters)
+    store.command(update.sql, update.parameters)
     assert store.query(compiled.sql, compiled.parameters) == []
 
 

@@ -58,6 +58,9 @@ def test_drift_found_is_the_drift_injected(tmp_path: Path) -> None:
     assert stuck["compiled_rule"]["exact"] and stuck["compiled_rule"]["found"] == stuck["expected"] > 0
     assert stuck["compiled_rule_rows"]["exact"] and stuck["compiled_rule_rows"]["found"] == stuck["expected"]
     assert stuck["final"]["exact"] and stuck["no_final"]["exact"]
+    for label in ("scheduled_run", "scheduled_run_rows", "scheduled_run_after_fold"):  # on kept progress
+        assert stuck[label]["exact"] and stuck[label]["found"] == stuck["expected"], label
+    assert stuck["progress_fold"]["events"] > 0 and stuck["progress_build_seconds"] > 0
     kpis = {name: {row["stat"]: row["value"] for row in k["rows"]} for name, k in stuck["kpis"].items()}
     completed = 1 - stuck["expected"] / stuck["instances"]
     assert kpis["bench_completion"]["completion_rate"] == pytest.approx(completed, abs=1e-4)
