@@ -46,15 +46,16 @@ def test_every_grant_parses_in_clickhouse(store: Store) -> None:
         _format(store, "GRANT SELECT ON syncwatch.events, syncwatch.records TO someone")
 
 
-# a KPI state refresh (the API's on request, the reconciler's on schedule) drops old generations
-# of workflow_instances with DROP PARTITION, which needs ALTER DELETE on that one table
-STATE_PARTITIONS = "ALTER DELETE ON syncwatch.workflow_instances_local"
+# a KPI state refresh (the API's on request, the reconciler's on schedule) and a workflow's full run
+# (or a re-check's first build) drop old generations of workflow_instances and workflow_progress with
+# DROP PARTITION, which needs ALTER DELETE on those two tables
+STATE_PARTITIONS = {f"ALTER DELETE ON syncwatch.{t}_local" for t in ("workflow_instances", "workflow_progress")}
 
 
 def test_only_the_migrator_may_change_the_schema() -> None:
     assert DDL.search(" ".join(_grants("syncwatch_migrator")))
     for user in ("syncwatch_collector", "syncwatch_reconciler", "syncwatch_dashboards"):
-        assert not [g for g in _grants(user) if DDL.search(g) and g != STATE_PARTITIONS], user
+        assert not [g for g in _grants(user) if DDL.search(g) and g not in STATE_PARTITIONS], user
         creates = {g for g in _grants(user) if g.startswith(("CREATE", "CLUSTER"))}
         assert creates <= BOOTSTRAP, (user, creates - BOOTSTRAP)
 
@@ -63,7 +64,7 @@ def test_the_reconciler_writes_only_findings_runs_versions_alert_state_leases_an
     grants = _grants("syncwatch_reconciler")
     inserts = {g.removeprefix("INSERT ON syncwatch.") for g in grants if g.startswith("INSERT")}
     tables = {"findings", "rule_runs", "rule_versions", "alert_state", "rule_leases", "workflow_instances",
-              "workflow_state_refreshes"}
+              "workflow_state_refreshes", "workflow_progress", "workflow_progress_updates"}
     assert inserts == tables | {f"{t}_local" for t in tables}
 
 
