@@ -34,7 +34,8 @@ ORDER BY (workflow, definition, generation, ck, s, system);
 -- One row per generation: when its latest update (the full build, then each incremental one)
 -- started, by the run's clock. The current generation is the newest listed one (listed only once
 -- completely written); the next incremental update folds in events received since that start,
--- less the ingest lag. ReplacingMergeTree keeps the latest update per generation.
+-- less the ingest lag. ReplacingMergeTree keeps the latest update per generation; rows of
+-- generations not updated for 30 days expire (a rule whose row expired rebuilds on its next run).
 CREATE TABLE IF NOT EXISTS workflow_progress_updates (
     workflow LowCardinality(String),
     definition LowCardinality(String),
@@ -42,4 +43,5 @@ CREATE TABLE IF NOT EXISTS workflow_progress_updates (
     started_at DateTime64(6, 'UTC'),
     finished_at DateTime64(6, 'UTC')
 ) ENGINE = ReplacingMergeTree(started_at)
-ORDER BY (workflow, definition, generation);
+ORDER BY (workflow, definition, generation)
+TTL toDateTime(finished_at) + INTERVAL 30 DAY;
