@@ -288,3 +288,10 @@ def test_recheck_of_a_workflow_finding(people: People, harness: Harness) -> None
     assert stuck
     response = people.post("ana", f"/findings/{stuck[0][0]}/recheck")
     assert response.status_code == 200 and response.json()["outcome"] == "updated"
+    # the customer arrives after the run: a re-check folds it into the rule's kept progress first
+    customer = event("erp.customer.created", "erp", "customer-1", {"client_id": "C-1"}, won + timedelta(hours=2),
+                     {"client_id": "C-1"})
+    customer[-1] = datetime.now(UTC)  # received now
+    harness.store.insert_rows("events", [customer], EVENT_COLUMNS)
+    response = people.post("ana", f"/findings/{stuck[0][0]}/recheck")
+    assert response.status_code == 200 and response.json()["outcome"] == "resolved"
