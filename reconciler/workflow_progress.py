@@ -10,7 +10,8 @@ per instance and step) are kept instead, and a run groups those (~0.1 s at the s
   event stored more than the ingest lag after it was received, or one removed by retention.
 - An incremental run folds the events received since the last update (less the ingest lag) into
   the current generation. Every progress column is a min or a max, so the overlap is harmless.
-- Without a listed generation of the rule's current definition, any run builds one.
+- Without a listed generation of the rule's current definition, any run builds one. A full run also
+  drops the progress of the rule's earlier definitions that nothing updated for ABANDONED_AFTER.
 
 The compiled query (compile_workflow.compile with state=True) reads the newest listed generation.
 """
@@ -19,15 +20,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from reconciler.compile_workflow import progress_definition, progress_sql
 from reconciler.model import WorkflowRule
 from reconciler.runner import INGEST_LAG
-from reconciler.workflow_state import drop_generations
+from reconciler.workflow_state import drop_generation, drop_generations
 from syncwatch.store import Store
 
-__all__ = ["Update", "update"]
+__all__ = ["ABANDONED_AFTER", "Update", "update"]
+
+# The progress of a rule's earlier definition is dropped once no update has written it this long.
+ABANDONED_AFTER = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,23 @@ def update(store: Store, rule: WorkflowRule, *, full: bool, now: datetime | None
                       ["workflow", "definition", "generation", "started_at", "finished_at"])
     if since is None:
         drop_generations(store, "workflow_progress", rule.name, shape)
+        _drop_abandoned(store, rule.name, shape)
     return Update(generation, since is None, since, time.perf_counter() - began)
+
+
+def _drop_abandoned(store: Store, workflow: str, shape: str) -> None:
+    """Drop the progress of the rule's other definitions (it was edited) that no update wrote for
+    ABANDONED_AFTER: during a rollout, reconcilers running two versions of a rule each keep theirs."""
+    kept = store.query("SELECT DISTINCT definition, generation FROM workflow_progress "
+                       "WHERE workflow = {w:String} AND definition != {d:String}", {"w": workflow, "d": shape})
+    if not kept:
+        return
+    recent = {row[0] for row in store.query(
+        "SELECT DISTINCT definition FROM workflow_progress_updates WHERE workflow = {w:String} "
+        "AND finished_at >= {t:DateTime64(6, 'UTC')}", {"w": workflow, "t": datetime.now(UTC) - ABANDONED_AFTER})}
+    for definition, generation in kept:
+        if definition not in recent:
+            drop_generation(store, "workflow_progress", workflow, definition, int(generation))
 
 
 def _last(store: Store, workflow: str, shape: str) -> tuple[int, datetime] | None:

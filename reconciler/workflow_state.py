@@ -31,8 +31,8 @@ from reconciler.sql import JOIN_SETTINGS, Params
 from syncwatch import schema
 from syncwatch.store import Store
 
-__all__ = ["Freshness", "definition", "dimensions_for", "drop_generations", "ensure_fresh", "instances", "refresh",
-           "refresh_sql"]
+__all__ = ["Freshness", "definition", "dimensions_for", "drop_generation", "drop_generations", "ensure_fresh",
+           "instances", "refresh", "refresh_sql"]
 
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -162,10 +162,14 @@ def drop_generations(store: Store, table: str, workflow: str, shape: str) -> Non
     rows = store.query(f"SELECT DISTINCT generation FROM {table} WHERE workflow = {{w:String}} "
                        "AND definition = {d:String} ORDER BY generation DESC", {"w": workflow, "d": shape})
     for (generation,) in rows[2:]:
-        # partition values are literals in ALTER ... DROP PARTITION; all three are ours (a rule
-        # name checked at load, a hex hash, an integer), quoted all the same
-        schema.apply_ddl(store, f"ALTER TABLE {table} DROP PARTITION "
-                                f"({_quote(workflow)}, {_quote(shape)}, {int(generation)})")
+        drop_generation(store, table, workflow, shape, int(generation))
+
+
+def drop_generation(store: Store, table: str, workflow: str, shape: str, generation: int) -> None:
+    # partition values are literals in ALTER ... DROP PARTITION; all three are ours (a rule name
+    # checked at load, a hex hash, an integer), quoted all the same
+    partition = f"({_quote(workflow)}, {_quote(shape)}, {int(generation)})"
+    schema.apply_ddl(store, f"ALTER TABLE {table} DROP PARTITION {partition}")
 
 
 def _quote(text: str) -> str:

@@ -107,6 +107,23 @@ def test_a_changed_rule_builds_its_own_progress_and_never_reads_the_old(store: S
     assert {d for d, _ in _generations(store)} == {compile_workflow.progress_definition(r) for r in (rule, changed)}
 
 
+def test_a_full_run_drops_the_progress_of_an_earlier_definition_nothing_updated_for_a_week(store: Store) -> None:
+    rule = PACK["time_to_bill"]
+    edited = rule.model_copy(update={"steps": rule.steps[:2]})
+    old, new = (compile_workflow.progress_definition(r) for r in (rule, edited))
+    timesheet_events().write(store)
+    workflow_progress.update(store, rule, full=True, now=NOW)
+    workflow_progress.update(store, edited, full=True, now=NOW)
+    assert {d for d, _ in _generations(store)} == {old, new}  # another reconciler may still run the old one
+    store.command("ALTER TABLE workflow_progress_updates UPDATE finished_at = finished_at - toIntervalDay(8) "
+                  "WHERE definition = {d:String} SETTINGS mutations_sync = 2", {"d": old})
+    workflow_progress.update(store, edited, full=False, now=NOW)  # only a full run drops
+    assert {d for d, _ in _generations(store)} == {old, new}
+    workflow_progress.update(store, edited, full=True, now=NOW)
+    assert {d for d, _ in _generations(store)} == {new}
+    assert _rows(store, edited, state=True) == _rows(store, edited, state=False)
+
+
 def test_scheduled_runs_keep_the_progress_and_find_what_arrives_later(store: Store) -> None:
     loaded = LoadedRule(PACK["time_to_bill"], "v1", "time_to_bill.yaml", 1)
     timesheet_events().write(store)
