@@ -1,8 +1,8 @@
 """The per-instance progress of workflow rules, kept by their runs: what stuck detection reads.
 
 A workflow run needs each instance's first and last arrival per step. Grouping every step event
-per run costs 0.46 s at 10M events (1M instances); the grouped rows (workflow_progress, about one
-per instance and step) are kept instead, and a run groups those (~0.1 s at the same size).
+per run costs 0.46-0.50 s at 10M events (1M instances); the grouped rows (workflow_progress, about
+one per instance and step) are kept instead, and a run groups those (0.15-0.2 s at the same size).
 
 - A full run writes a new generation from every event, lists it, and drops the generations before
   the previous one (a reader that picked the previous one a moment ago still finds it). A full run
