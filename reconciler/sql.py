@@ -107,11 +107,14 @@ def side_where(p: Params, side: Side, deleted: bool = False) -> list[str]:
 
 
 def changed_keys(p: Params, rule: SidesRule, since: datetime) -> str:
-    """Keys whose records on either side were received since the watermark (any version, deletions too)."""
+    """Keys whose records on either side were stored since the watermark (any version, deletions too).
+
+    By `stored_at`, set by the server at insert (migration 0014), not `received_at`: a row the spool
+    stores long after the collector took it (a replay after the store was down) is still new here."""
     at = p.named("since", since, DATETIME)
     parts = [
         f"SELECT {key_expr(p, side, rule)} AS k FROM records "
-        f"WHERE system = {p(side.system)} AND entity = {p(side.entity)} AND received_at >= {at}"
+        f"WHERE system = {p(side.system)} AND entity = {p(side.entity)} AND stored_at >= {at}"
         for side in (rule.left, rule.right)
     ]
     return "\n        UNION ALL\n        ".join(parts)

@@ -14,7 +14,7 @@ from syncwatch.store import Store
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=10)
 COLUMNS = ["system", "entity", "key", "version", "updated_at", "deleted", "fields", "trace_id", "span_id",
-           "received_at"]
+           "received_at", "stored_at"]
 
 
 def trace_of(label: str) -> str:
@@ -34,11 +34,14 @@ class Records:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
 
     def add(self, system: str, entity: str, key: str, fields: dict[str, Any] | None = None, *, at: datetime = OLD,
-            version: int = 1, deleted: bool = False, received: datetime | None = None) -> Records:
+            version: int = 1, deleted: bool = False, received: datetime | None = None,
+            stored: datetime | None = None) -> Records:
+        """`received` defaults to `at`, and `stored` (when the store took the row) to `received`: tests run
+        on a clock of their own, and incremental runs select rows by when they were stored."""
         text = {k: _text(v) for k, v in (fields or {}).items()}
         trace = trace_of(f"{system}-{key}-{version}")
         self.rows.append((system, entity, key, version, at, int(deleted), text, trace, span_of(f"{system}-{key}"),
-                          received or at))
+                          received or at, stored or received or at))
         return self
 
     def write(self, store: Store) -> None:

@@ -27,17 +27,20 @@ def test_a_full_run_is_forced_when_the_last_one_is_old(store: Store, monkeypatch
     assert service.run_one(store, RULE).full, "grace expiries are only caught by full runs"
 
 
-def test_an_incremental_run_sees_rows_stored_after_the_last_run_began(store: Store) -> None:
-    """received_at is when the collector took a row; the writer stores it a little later. A row
-    received just before a run began but stored after it must still reach the next incremental run."""
+@pytest.mark.parametrize("received_before", [timedelta(seconds=30), timedelta(hours=3)],
+                         ids=["by-the-writer", "by-a-spool-replay"])
+def test_an_incremental_run_sees_rows_stored_after_the_last_run_began(store: Store, received_before: timedelta) -> None:
+    """received_at is when the collector took a row; the writer stores it a little later, and a spool
+    replay after the store was down far later. A row received before a run began but stored after it
+    must still reach the next incremental run, however long before the run it was received."""
     first = service.run_one(store, RULE)
     assert first.full and first.error == ""
-    before_it = first.started_at - timedelta(seconds=30)
+    received = first.started_at - received_before
     updated = datetime.now(UTC) - timedelta(days=1)  # past the rule's 4h grace period
     Records().add("psa", "project", "LATE", {"status": "active", "budget": "100", "legal_entity": "ACME-DE"},
-                  at=updated, received=before_it) \
+                  at=updated, received=received, stored=datetime.now(UTC)) \
         .add("erp", "project", "LATE", {"status": "closed", "budget": "100", "legal_entity": "ACME-DE"},
-             at=updated, received=before_it).write(store)
+             at=updated, received=received, stored=datetime.now(UTC)).write(store)
     second = service.run_one(store, RULE)
     assert not second.full and second.error == ""
     assert second.opened == 1
