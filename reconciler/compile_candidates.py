@@ -18,6 +18,8 @@ most recently updated record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from reconciler.model import Compare, ReconcileRule, Side, Tolerance
 from reconciler.sql import Params, field_of, key_expr, side_filters, span_hex, trace_hex
 
@@ -210,12 +212,17 @@ def pairs_ctes(p: Params, rule: ReconcileRule) -> list[str]:
         f"        PREWHERE ({is_left} OR ({_prewhere(p, right)})){key_only}\n"
         f"        WHERE deleted = 0 AND if(is_l, {lwhere}, {rwhere}) AND k != ''{key_later}\n    )"
     )
+    return [rows, pairs_cte(p, rule, lambda name: field_of(p, "fields", name))]
+
+
+def pairs_cte(p: Params, rule: ReconcileRule, value_of: Callable[[str], str]) -> str:
+    """`pairs`: the rows of `candidate_rows` (is_l, k, ts, ids, and what `value_of(field name)` reads)
+    grouped into one row per key of the `l.*` / `r.*` columns, each side's latest record by ts."""
     columns = ["k AS `l.k`", "k AS `r.k`"]
     for which, cond in (("l", "is_l"), ("r", "NOT is_l")):
         # The latest record's fields are kept as strings, one argMax each, and made a map again:
         # argMax of a whole Map goes through a generic, several times slower, aggregate state.
-        latest = ", ".join(f"{p(name)}, argMaxIf({field_of(p, 'fields', name)}, ts, {cond})"
-                           for name in referenced_fields(rule))
+        latest = ", ".join(f"{p(name)}, argMaxIf({value_of(name)}, ts, {cond})" for name in referenced_fields(rule))
         columns += [
             f"countIf({cond}) > 0 AS `{which}.present`",
             f"map({latest}) AS `{which}.f`",
@@ -224,6 +231,5 @@ def pairs_ctes(p: Params, rule: ReconcileRule) -> list[str]:
             f"{trace_hex(f'{which}_ids')} AS `{which}.trace_id`",
             f"{span_hex(f'{which}_ids')} AS `{which}.span_id`",
         ]
-    pairs = ("pairs AS (\n        SELECT " + ",\n               ".join(columns)
-             + "\n        FROM candidate_rows\n        GROUP BY k\n    )")
-    return [rows, pairs]
+    return ("pairs AS (\n        SELECT " + ",\n               ".join(columns)
+            + "\n        FROM candidate_rows\n        GROUP BY k\n    )")

@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler import record_mirror
 from reconciler.compile_candidates import compared_text, first_pass_ctes, pairs_ctes, parse, same_source
 from reconciler.explain import explain, tolerance_text
 from reconciler.model import AggregateRule, Compare, ReconcileRule, Tolerance
 from reconciler.sql import (
     COLUMNS,
+    ONE_THREAD,
     Params,
     both,
     changed_keys,
@@ -63,13 +65,15 @@ class CompiledRule:
 
 
 def compile(rule: ReconcileRule | AggregateRule, since: datetime | None = None, *,
-            now: datetime | None = None) -> CompiledRule:
+            now: datetime | None = None, mirror: str | None = None) -> CompiledRule:
     """The rule's query. `since` restricts it to keys changed on either side since then (incremental
-    run); `now` is the instant grace periods count back from (default: the current time)."""
+    run); `now` is the instant grace periods count back from (default: the current time). An
+    incremental run given `mirror` (the prefix record_mirror.update returned) reads the changed keys'
+    records from the rule's record mirror instead of `records`."""
     now = now or datetime.now(UTC)
     if isinstance(rule, AggregateRule):
         return compile_aggregate(rule, since, now)
-    return compile_records(rule, since, now)
+    return compile_records(rule, since, now, mirror)
 
 
 # -- record level ------------------------------------------------------------------------------------
@@ -82,7 +86,8 @@ def _side_cte(p: Params, rule: ReconcileRule | AggregateRule, which: str, since:
     return where
 
 
-def compile_records(rule: ReconcileRule, since: datetime | None, now: datetime) -> CompiledRule:
+def compile_records(rule: ReconcileRule, since: datetime | None, now: datetime,
+                    mirror: str | None = None) -> CompiledRule:
     """Two passes (see compile_candidates): a narrow join finds the candidate keys, then only
     their full rows are compared. A rule whose sides share one system and entity joins directly."""
     if same_source(rule):
@@ -92,8 +97,13 @@ def compile_records(rule: ReconcileRule, since: datetime | None, now: datetime) 
         ctes = first_pass_ctes(p, rule)
     else:  # an incremental run re-checks every changed key: few, so no first pass to narrow them
         ctes = [f"candidates AS (\n        {changed_keys(p, rule, since)}\n    )"]
-    ctes += pairs_ctes(p, rule)
-    sql = "WITH\n    " + ",\n    ".join(ctes) + "\n" + outer_select(_problem_rows(p, rule, now, "pairs"))
+    settings = ""
+    if since is not None and mirror is not None and record_mirror.applies(rule):
+        ctes += record_mirror.pairs_ctes(p, rule, mirror)
+        settings = ONE_THREAD
+    else:
+        ctes += pairs_ctes(p, rule)
+    sql = "WITH\n    " + ",\n    ".join(ctes) + "\n" + outer_select(_problem_rows(p, rule, now, "pairs"), settings)
     return CompiledRule(sql, p.values)
 
 

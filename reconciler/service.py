@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler import compile_reconcile, compile_workflow, rule_versions, workflow_progress, workflow_state
+from reconciler import (
+    compile_reconcile,
+    compile_workflow,
+    record_mirror,
+    rule_versions,
+    workflow_progress,
+    workflow_state,
+)
 from reconciler.alerts import Notifier
 from reconciler.findings import Scope
 from reconciler.loader import LoadedRule
@@ -81,6 +88,8 @@ def _prepared(store: Store, rule: Any, since: datetime | None, now: datetime) ->
     """The rule's compiled query, once what it reads is up to date (called by the runner, so that a
     failure is the run's recorded error)."""
     prepare(store, rule, full=since is None, now=now)
+    if since is not None and record_mirror.applies(rule):
+        return compile_reconcile.compile(rule, since, now=now, mirror=record_mirror.update(store, rule))
     return COMPILERS[rule.kind](rule, since, now=now)
 
 

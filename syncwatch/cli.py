@@ -10,7 +10,7 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -302,8 +302,30 @@ def rules_check(path: str | None) -> None:
             kept = progress_sql(rule.rule, 0)
             click.echo(f"-- the progress it reads, as a full run rebuilds it (generation 0 here):\n{kept.sql}")
             click.echo(f"-- parameters: {json.dumps(kept.parameters, default=str)}")
+        _echo_mirror_sql(rule.rule)
         click.echo()
     click.echo(f"{len(loaded)} rule(s) OK")
+
+
+def _echo_mirror_sql(rule: Any) -> None:
+    """What an incremental run of a record-level rule reads: its record mirror, and how runs keep it."""
+    from datetime import UTC, datetime
+
+    from reconciler import record_mirror
+    from reconciler.compile_reconcile import compile as compile_rule
+    from reconciler.sql import Params
+
+    if not record_mirror.applies(rule):
+        return
+    prefix, since = record_mirror.definition(rule), datetime.now(UTC)
+    incremental = compile_rule(rule, since, mirror=prefix)
+    fold, build = Params(), Params()
+    for title, sql, parameters in (
+        ("an incremental run, from the record mirror", incremental.sql, incremental.parameters),
+        ("the mirror's build", record_mirror.build_sql(build, rule, prefix), build.values),
+        ("its update before each incremental run", record_mirror.fold_sql(fold, rule, prefix, since), fold.values),
+    ):
+        click.echo(f"-- {title}:\n{sql}\n-- parameters: {json.dumps(parameters, default=str)}")
 
 
 @rules.command("explain")

@@ -78,6 +78,12 @@ SHARDING_KEYS: dict[str, tuple[str, str]] = {
                                   "a workflow's update ledger rows meet (ReplacingMergeTree by workflow)"),
 }
 
+# Tables each node keeps for itself: created on every node, neither replicated nor sharded.
+NODE_LOCAL_TABLES: dict[str, str] = {
+    "record_mirror": "EmbeddedRocksDB has no Replicated variant; a reconciler's mirror is rebuilt from `records` "
+                     "on a node that lacks it (reconciler/record_mirror.py)",
+}
+
 _NAME = r"`?([A-Za-z_][A-Za-z0-9_]*)`?"
 _CREATE_TABLE = re.compile(rf"^CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?{_NAME}\s*\(", re.I)
 _ENGINE = re.compile(r"\s*ENGINE\s*=\s*([A-Za-z]+)\s*", re.I)
@@ -138,6 +144,9 @@ class _Create:
 
 
 def _create_table(match: re.Match[str], sql: str, cluster: str, database: str) -> list[str]:
+    if match.group(2) in NODE_LOCAL_TABLES:
+        columns = match.end() - 1
+        return [f"{sql[:columns].rstrip()} ON CLUSTER {_quote(cluster)} {sql[columns:]}"]
     table = _parse_create(match, sql, cluster)
     if table.name not in SHARDING_KEYS:
         raise ClusterDDLError(f"cannot render {_head(sql)!r} for cluster {cluster!r}: table {table.name!r} has no "

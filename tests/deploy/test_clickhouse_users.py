@@ -60,12 +60,12 @@ def test_only_the_migrator_may_change_the_schema() -> None:
         assert creates <= BOOTSTRAP, (user, creates - BOOTSTRAP)
 
 
-def test_the_reconciler_writes_only_findings_runs_versions_alert_state_leases_and_kpi_state() -> None:
+def test_the_reconciler_writes_only_findings_runs_versions_alert_state_leases_states_and_mirrors() -> None:
     grants = _grants("syncwatch_reconciler")
     inserts = {g.removeprefix("INSERT ON syncwatch.") for g in grants if g.startswith("INSERT")}
     tables = {"findings", "rule_runs", "rule_versions", "alert_state", "rule_leases", "workflow_instances",
               "workflow_state_refreshes", "workflow_progress", "workflow_progress_updates"}
-    assert inserts == tables | {f"{t}_local" for t in tables}
+    assert inserts == tables | {f"{t}_local" for t in tables} | {"record_mirror"}  # node-local: no _local
 
 
 def test_the_dashboards_user_is_read_only_and_cannot_read_secrets() -> None:

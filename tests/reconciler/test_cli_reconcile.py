@@ -48,6 +48,9 @@ def test_rules_check_prints_each_rules_sql_and_refuses_a_bad_pack(pack: Path) ->
     assert ok.exit_code == 0, ok.output
     assert "-- psa_erp_projects  kind=reconcile" in ok.output and "FULL OUTER JOIN" in ok.output
     assert ': "psa"' in ok.output and "1 rule(s) OK" in ok.output
+    # what its incremental runs read, and how they keep it
+    assert "-- an incremental run, from the record mirror:" in ok.output and "FROM record_mirror" in ok.output
+    assert "-- the mirror's build:" in ok.output and "INSERT INTO record_mirror" in ok.output
 
     (pack / "projects.yaml").write_text(PACK.replace("key_name:", "key_nmae:"))
     bad = CliRunner().invoke(main, ["rules", "check", str(pack)])

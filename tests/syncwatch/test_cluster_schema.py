@@ -99,14 +99,17 @@ def test_ledger_is_one_replica_set_across_the_whole_cluster(store: Store) -> Non
 
 
 def test_cluster_schema_has_the_single_node_columns_in_locals_and_twins(store: Store, cluster_db: str) -> None:
-    tables = single_node_tables(store)
+    tables = [t for t in single_node_tables(store) if t not in cluster_ddl.NODE_LOCAL_TABLES]
     assert set(tables) == set(cluster_ddl.SHARDING_KEYS), "every table needs a sharding key and nothing more"
+    single, cluster = engines(store, store.database), engines(store, cluster_db)
+    for table in cluster_ddl.NODE_LOCAL_TABLES:  # kept by each node as it is: no _local, no Distributed twin
+        assert columns(store, cluster_db, table) == columns(store, store.database, table), table
+        assert cluster[table] == single[table] and f"{table}_local" not in cluster, table
     for table in tables:
         expected = columns(store, store.database, table)
         assert expected, table
         assert columns(store, cluster_db, f"{table}_local") == expected, f"{table}_local differs from {table}"
         assert columns(store, cluster_db, table) == expected, f"Distributed twin of {table} differs"
-    single, cluster = engines(store, store.database), engines(store, cluster_db)
     for table in tables:  # the same MergeTree flavour, with its arguments, under the Replicated prefix
         assert cluster[f"{table}_local"] == single[table], table
 
