@@ -9,7 +9,7 @@ live, ts, ids, values of the fields the rule reads): the run looks each changed 
 
 - A definition's first incremental run builds its mirror from every record (FINAL); so does the
   first run a week after the last build, which also rewrites every entry long before the 14-day
-  TTL of the table expires it.
+  TTL of the table expires it, and a run with more than FOLD_LIMIT records to fold in.
 - Every incremental run first folds in the records stored since the last update (`stored_at`, less
   INGEST_LAG for inserts still committing while it read): per raw key the highest version wins, and
   of equal versions the later stored, as ReplacingMergeTree keeps them.
@@ -41,6 +41,10 @@ FORMAT = 1
 PREFIX_LENGTH = 16  # hex digits of the definition
 META = "#"  # after the prefix; the sides are 'l' and 'r'
 REBUILD_EVERY = timedelta(days=7)  # well inside the table's 14-day TTL
+# An update with more records than this to fold in builds afresh instead: a build streams every
+# record (7-9 s at 10M x 10M), while a fold looks each record's key up and groups (a bulk load of
+# 20M records took minutes). Its next updates reach back INGEST_LAG and may build again.
+FOLD_LIMIT = 1_000_000
 ENTRY = ("Tuple(key String, version UInt64, live UInt8, ts DateTime64(6, 'UTC'), ids FixedString(24), "
          "f Array(String))")
 # Records whose key normalization changes are grouped per normalized key this many at a time:
@@ -112,6 +116,12 @@ def build_abnormal_sql(p: Params, rule: ReconcileRule, prefix: str, buckets: int
     where = f"{in_bucket} AND nk IN ({keys})"
     return (f"INSERT INTO {TABLE} (mirror_key, entries)\nSELECT mirror_key, groupArray(entry)\nFROM (\n"
             f"{_entries(p, rule, prefix, final=True, where=where)}\n)\nGROUP BY mirror_key")
+
+
+def fresh_count_sql(p: Params, rule: ReconcileRule, since: datetime) -> str:
+    """How many record versions of either side were stored since `since`."""
+    return (f"SELECT count() FROM records PREWHERE {_sides(p, rule)} "
+            f"WHERE stored_at >= {p.named('since', since, DATETIME)}")
 
 
 def fold_sql(p: Params, rule: ReconcileRule, prefix: str, since: datetime) -> str:
@@ -200,9 +210,14 @@ def update(store: Store, rule: ReconcileRule) -> str:
     prefix = definition(rule)
     started = _server_now(store)
     known = meta(store, prefix)
-    if known is None or started - known.built_at >= REBUILD_EVERY:
+    if known is None or started - known.built_at >= REBUILD_EVERY or _fresh(store, rule, known) > FOLD_LIMIT:
         build(store, rule, prefix, started)
     else:
         fold(store, rule, prefix, known.watermark - INGEST_LAG)
         _write_meta(store, prefix, Meta(started, known.built_at))
     return prefix
+
+
+def _fresh(store: Store, rule: ReconcileRule, known: Meta) -> int:
+    p = Params()
+    return int(store.query(fresh_count_sql(p, rule, known.watermark - INGEST_LAG), p.values)[0][0])

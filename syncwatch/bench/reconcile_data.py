@@ -82,16 +82,20 @@ RECORD_COLUMNS = "system, entity, key, version, updated_at, deleted, fields, ids
 
 
 def side_sql(system: str) -> str:
-    """INSERT of one system's N project records (parameters n, at)."""
+    """INSERT of one system's N project records (parameters n, at).
+
+    The base is stored at `at` too, not when the benchmark writes it: it stands for records a firm
+    stored long before the runs it times, so the record mirror's update before an incremental run
+    reads only what changed since (it reaches back INGEST_LAG past its last update)."""
     s = _SIDES[system]
     budget = "concat(toString(intDiv(c, 100)), '.', leftPad(toString(c % 100), 2, '0'))"
     return f"""
-INSERT INTO records ({RECORD_COLUMNS})
+INSERT INTO records ({RECORD_COLUMNS}, stored_at)
 SELECT '{system}', 'project', concat('P-', toString(number)), 1, {{at:DateTime64(6, 'UTC')}}, 0,
        map('budget', {budget}, 'status', {s["status"]}, 'legal_entity', {s["legal_entity"]},
            'currency', ['EUR', 'GBP', 'USD'][number % 3 + 1]),
        concat(sipHash128(number, '{system}'), substring(sipHash128(number, '{system}', 'span'), 1, 8)),
-       {{at:DateTime64(6, 'UTC')}}
+       {{at:DateTime64(6, 'UTC')}}, {{at:DateTime64(6, 'UTC')}}
 FROM (SELECT number, {_BUCKET} AS b, {s["cents"]} AS c FROM numbers({{n:UInt64}}))
 WHERE NOT ({s["absent"]})
 """

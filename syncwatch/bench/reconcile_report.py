@@ -70,10 +70,18 @@ def _sizes_table(sizes: list[dict[str, Any]]) -> list[str]:
             (f"Syncwatch faster than {label} by", _baseline(name, lambda n, b: f"{b['syncwatch_faster_by']:.1f}x")),
         ]
     rows += [
-        ("incremental run after the changes: seconds", lambda s: f"{s['incremental']['seconds']:.3f} "
+        ("incremental run after the changes (mirror update + run): seconds",
+         lambda s: f"{s['incremental']['seconds']:.3f} "
          f"({s['incremental']['changed_records']:,} changed records)"),
         ("incremental run: findings vs the full run's on the changed keys",
          lambda s: f"{s['incremental']['findings']:,}, {_exact(s['incremental'])}"),
+        ("the same run reading records instead of the mirror: seconds",
+         lambda s: f"{s['incremental']['records_path_seconds']:.3f} "
+         f"({'exact' if s['incremental']['records_path_exact'] else '**not exact**'})"
+         if "records_path_seconds" in s["incremental"] else "not run"),
+        ("record mirror build, once per rule definition and week: seconds",
+         lambda s: f"{s['incremental']['mirror_build_seconds']:.1f}" if "mirror_build_seconds" in s["incremental"]
+         else "not run"),
         ("full run after the changes: seconds", lambda s: f"{s['incremental']['full_run_seconds']:.2f}"),
         ("Parquet export for the baselines (not counted): seconds",
          lambda s: f"{s['baselines']['export_seconds']:.1f}" if "export_seconds" in s["baselines"] else "not run"),

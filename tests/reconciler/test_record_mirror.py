@@ -51,12 +51,14 @@ def _write(store: Store, rows: list[tuple], names: list[str], version: int, stor
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rule=record_rules(), draw=st.data(), fold=st.booleans(), bucket_rows=st.sampled_from([1, 2_000_000]))
+@given(rule=record_rules(), draw=st.data(), fold=st.booleans(), bucket_rows=st.sampled_from([1, 2_000_000]),
+       fold_limit=st.sampled_from([0, record_mirror.FOLD_LIMIT]))
 def test_runs_from_the_mirror_equal_runs_from_records(store: Store, rule: ReconcileRule, draw: st.DataObject,
-                                                       fold: bool, bucket_rows: int) -> None:
+                                                       fold: bool, bucket_rows: int, fold_limit: int) -> None:
     """Records, then (when `fold`) the mirror built, then new versions, deletions, other spellings of a
-    key and older versions stored after it: the incremental run from the mirror equals the one reading
-    `records` (which test_candidates_property checks against a direct join of both sides)."""
+    key and older versions stored after it, folded in (or built over the mirror, past the fold limit):
+    the incremental run from the mirror equals the one reading `records` (which
+    test_candidates_property checks against a direct join of both sides)."""
     names = sorted({"amount", *(c.field for c in rule.compare), *(c.other for c in rule.compare),
                     *(f.field for f in rule.left.filter)})
     store.command("TRUNCATE TABLE records")
@@ -64,7 +66,7 @@ def test_runs_from_the_mirror_equal_runs_from_records(store: Store, rule: Reconc
     # stored now, the first rows are folded in again (the fold reaches back INGEST_LAG); stored long
     # ago, only the build reads them
     _write(store, draw.draw(sides(names)), names, version=2, stored=datetime.now(UTC) if fold else OLD)
-    with mock.patch.object(record_mirror, "BUILD_ROWS_PER_BUCKET", bucket_rows):
+    with mock.patch.multiple(record_mirror, BUILD_ROWS_PER_BUCKET=bucket_rows, FOLD_LIMIT=fold_limit):
         if fold:
             record_mirror.update(store, rule)  # built
         since = _server_now(store)
@@ -109,7 +111,7 @@ def test_a_deleted_spelling_leaves_the_other_spelling_of_the_key(store: Store) -
     assert _result(store, _compile_joined(rule, since, NOW)) == []
 
 
-def test_the_mirror_is_rebuilt_after_a_week_and_its_watermark_moves_on_each_update(store: Store) -> None:
+def test_the_mirror_is_rebuilt_after_a_week_or_a_bulk_load_and_its_watermark_moves_on_each_update(store: Store) -> None:
     rule = reconcile(compare=STATUS)
     Records().add("psa", "project", "p1", {"status": "active"}).write(store)
     prefix = record_mirror.update(store, rule)
@@ -122,6 +124,12 @@ def test_the_mirror_is_rebuilt_after_a_week_and_its_watermark_moves_on_each_upda
         record_mirror.update(store, rule)
     rebuilt = record_mirror.meta(store, prefix)
     assert rebuilt is not None and rebuilt.built_at > built.built_at and rebuilt.watermark == rebuilt.built_at
+    with mock.patch.object(record_mirror, "FOLD_LIMIT", 0):
+        record_mirror.update(store, rule)  # nothing stored since: folds
+        assert record_mirror.meta(store, prefix).built_at == rebuilt.built_at  # type: ignore[union-attr]
+        Records().add("psa", "project", "p2", {"status": "active"}, stored=datetime.now(UTC)).write(store)
+        record_mirror.update(store, rule)  # more than the limit to fold in: builds
+        assert record_mirror.meta(store, prefix).built_at > rebuilt.built_at  # type: ignore[union-attr]
 
 
 def test_a_changed_definition_has_a_mirror_of_its_own() -> None:
