@@ -98,7 +98,7 @@ def build_sql(p: Params, rule: ReconcileRule, prefix: str) -> str:
 
     Streamed, without grouping: 7-9 s at 10M x 10M against ~30 s grouping every key into its row."""
     return (f"INSERT INTO {TABLE} (mirror_key, entries)\nSELECT mirror_key, [entry]\nFROM (\n"
-            f"{_entries(p, rule, prefix, final=True, where='key = nk')}\n)")
+            f"{_entries(p, rule, prefix, final=True, where='key = nk')}\n)\nSETTINGS max_threads = 1")
 
 
 def abnormal_count_sql(p: Params, rule: ReconcileRule) -> str:
@@ -197,6 +197,10 @@ def build(store: Store, rule: ReconcileRule, prefix: str, started: datetime) -> 
     for bucket in range(buckets):
         p = Params()
         store.command(build_abnormal_sql(p, rule, prefix, buckets, bucket), p.values)
+    # Compact what the build wrote: until RocksDB has, each lookup searches the files the build
+    # ingested, and runs right after a build took 0.34-0.36 s against 0.27-0.29 s (at 10M x 10M,
+    # for 21 s of compaction a week). OPTIMIZE of an EmbeddedRocksDB table is a manual compaction.
+    store.command(f"OPTIMIZE TABLE {TABLE}")
     _write_meta(store, prefix, Meta(started, started))
 
 
