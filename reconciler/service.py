@@ -88,7 +88,7 @@ def _prepared(store: Store, rule: Any, since: datetime | None, now: datetime) ->
     """The rule's compiled query, once what it reads is up to date (called by the runner, so that a
     failure is the run's recorded error)."""
     prepare(store, rule, full=since is None, now=now)
-    if since is not None and record_mirror.applies(rule):
+    if since is not None and record_mirror.applies(rule) and record_mirror.worth_it(store, rule):
         return compile_reconcile.compile(rule, since, now=now, mirror=record_mirror.update(store, rule))
     return COMPILERS[rule.kind](rule, since, now=now)
 

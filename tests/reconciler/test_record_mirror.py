@@ -156,7 +156,17 @@ def test_rules_a_mirror_cannot_serve_read_records() -> None:
     assert "record_mirror" not in compile_records(by_field, since, NOW, "0" * 16).sql
 
 
-def test_scheduled_incremental_runs_read_the_mirror(store: Store) -> None:
+def test_scheduled_incremental_runs_of_small_rules_read_records(store: Store) -> None:
+    rule = next(r for r in load_rules(REPO / "rules") if r.name == "psa_vs_erp_projects")
+    Records().add("psa", "project", "M1", {"status": "active"}).write(store)
+    assert service.run_one(store, rule).full
+    second = service.run_one(store, rule)
+    assert not second.full and second.error == ""
+    assert record_mirror.meta(store, record_mirror.definition(rule.rule)) is None  # never built
+
+
+def test_scheduled_incremental_runs_read_the_mirror(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(record_mirror, "MIN_RECORDS", 0)  # the rule's few records are worth a mirror here
     rule = next(r for r in load_rules(REPO / "rules") if r.name == "psa_vs_erp_projects")
     assert record_mirror.applies(rule.rule)
     first = service.run_one(store, rule)
