@@ -44,8 +44,9 @@ PREFIX_LENGTH = 16  # hex digits of the definition
 META = "#"  # after the prefix; the sides are 'l' and 'r'
 REBUILD_EVERY = timedelta(days=7)  # well inside the table's 14-day TTL
 # An update with more records than this to fold in builds afresh instead: a build streams every
-# record (7-9 s at 10M x 10M), while a fold looks each record's key up and groups (a bulk load of
-# 20M records took minutes). Its next updates reach back INGEST_LAG and may build again.
+# record (~30 s at 10M x 10M with its compaction), while a fold looks each record's key up and
+# groups (a bulk load of 20M records took minutes). Its next updates reach back INGEST_LAG and may
+# build again.
 FOLD_LIMIT = 1_000_000
 # Below this many records on both sides together, incremental runs read `records`: at 1M x 1M both
 # ways took 0.24 s in `bench reconcile`, and a small rule is not worth a build and a copy (at
