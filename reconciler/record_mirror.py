@@ -110,8 +110,9 @@ def _sides(p: Params, rule: ReconcileRule) -> str:
 def build_sql(p: Params, rule: ReconcileRule, prefix: str) -> str:
     """Every current record whose key normalization leaves unchanged, one entry per mirror row.
 
-    Streamed, without grouping, on one thread (input in key order): 8-11 s at 10M x 10M against ~30 s
-    grouping every key into its row."""
+    Streamed, without grouping: 8-11 s at 10M x 10M against ~30 s grouping every key into its row.
+    One thread reads in key order, so the files RocksDB ingests hardly overlap (runs after a build
+    without the compaction that follows were no faster for it: 0.31-0.34 s either way)."""
     return (f"INSERT INTO {TABLE} (mirror_key, entries)\nSELECT mirror_key, [entry]\nFROM (\n"
             f"{_entries(p, rule, prefix, final=True, where='key = nk')}\n)\nSETTINGS max_threads = 1")
 
