@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from syncwatch.bench.ingest import markdown, run_single_wrk
+from syncwatch.bench.ingest import _error_code, markdown, run_single_wrk
 from syncwatch.bench.serverproc import ServerProcess
 
 MACHINE = {"cores": 2, "memory_gib": 23.5, "python": "3.11.7", "date": "2026-11-25", "load_1m_at_start": 0.5}
@@ -30,6 +30,14 @@ def test_each_row_is_measured_against_its_own_protocol_s_ceiling() -> None:
     assert "| spans | 100 | 4 | 100,000 | 25% |" in text
     assert "on 2 cores, 23.5 GiB" in text and "load average 0.50 at start" in text and "200,000 event rows/s" in text
 
+
+
+@pytest.mark.parametrize(("answer", "code"), [
+    (b'{"error": {"code": "spool_full", "message": "the store is behind"}}', "spool_full"),
+    (b'{"error": "plain text"}', ""), (b"<html>bad gateway</html>", ""), (b"[1, 2]", ""), (b"", ""),
+])
+def test_a_refusal_is_counted_by_the_collector_s_error_code(answer: bytes, code: str) -> None:
+    assert _error_code(answer) == code
 
 
 def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
