@@ -26,7 +26,6 @@ import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from operator import attrgetter
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -45,9 +44,11 @@ from collector.event_columns import (
     MAX_YEAR,
     MIN_YEAR,
     SPECVERSION,
+    Column,
     events_rows,
     events_table,
     judge,
+    keep_rows,
     plain_columns,
 )
 from collector.event_columns import map_array as map_array  # re-exported: decode_records imports it from here
@@ -93,7 +94,7 @@ _MANY = (msgspec.json.Decoder(list[_StrictEnvelope]), msgspec.json.Decoder(list[
          msgspec.json.Decoder(list[dict[str, msgspec.Raw]]))
 ROW = tuple(f.name for f in EVENTS_SCHEMA if f.name not in ("system", "keys", "received_at"))  # a Row's fields
 Row = tuple[str, str, str, str, datetime, str, str, str, str, str, str, dict[str, str]]
-_ATTRIBUTES = {name: attrgetter(name) for name in Envelope.__struct_fields__}
+_FIELDS = Envelope.__struct_fields__
 
 
 def decode_events(
@@ -135,6 +136,14 @@ def _decode_structured(body: bytes, batch: bool) -> tuple[list[Envelope], list[d
     return (envelopes, raws) if batch else ([envelopes], [raws])
 
 
+def _attribute_columns(envelopes: list[Envelope]) -> dict[str, list[Any]]:
+    """Each attribute's values in event order. Transposed in C (a zip of the envelopes as tuples): an
+    attrgetter per attribute took twice as long (190 against 85 us per 1,000 events)."""
+    if not envelopes:
+        return {name: [] for name in _FIELDS}
+    return dict(zip(_FIELDS, map(list, zip(*map(msgspec.structs.astuple, envelopes), strict=True)), strict=True))
+
+
 def _media_type(content_type: str) -> tuple[str, str]:
     media, _, params = content_type.partition(";")
     charset = ""
@@ -166,7 +175,7 @@ class _Builder:
         self.ctx = ctx
         self.registry = registry
         self.body = body
-        self.columns: dict[str, list[Any]] = {}  # or, event by event, rows:
+        self.columns: dict[str, Column] = {}  # or, event by event, rows:
         self.rows: list[Row] = []
         self.data: list[Any] = []  # per row: the data as JSON text (msgspec.Raw), or its parsed value
         self.parsed: set[int] = set()  # the rows whose data is a parsed value
@@ -178,7 +187,7 @@ class _Builder:
         if not batch:
             self.payload = self.body
         if raws is None:  # no extension attributes: the common form, taken a column at a time, if all are in it
-            attributes = {name: list(map(get, envelopes)) for name, get in _ATTRIBUTES.items()}
+            attributes = _attribute_columns(envelopes)
             if (columns := plain_columns(attributes, self.ctx)) is not None:
                 self.columns, self.data = columns, attributes["data"]
                 return
@@ -260,7 +269,7 @@ class _Builder:
                       for i, reason in sorted(reasons.items())]
         if reasons:
             keep = [i for i in range(len(keys[0])) if i not in reasons]
-            columns = {name: [col[i] for i in keep] for name, col in columns.items()}
+            columns = keep_rows(columns, keep)
             keys = ([keys[0][i] for i in keep], [keys[1][i] for i in keep])
         n = len(keys[0])
         decoded = Decoded(accepted=n, quarantined=len(quarantine))

@@ -19,8 +19,9 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from collector.decoded import DecodeContext, Rows
+from collector.decoded import SMALL_BATCH_ROWS, DecodeContext, Rows
 from collector.event_registry import EventRegistry, Verdicts
 from collector.event_types import Pairs
 from syncwatch.model import EVENTS_SCHEMA, STR, US
@@ -32,6 +33,7 @@ _EARLIEST, _LATEST = datetime(MIN_YEAR, 1, 2, tzinfo=UTC), datetime(MAX_YEAR, 12
 _NOT_OPENER_OR_NUL = bytes(b for b in range(256) if b not in b"[{\x00")
 _OPTIONAL = ("subject", "datacontenttype", "dataschema")  # stored as "" when absent
 REPEATED = ("type", "source", "specversion", *_OPTIONAL)  # columns that often hold one value for a whole batch
+Column = list[Any] | pa.Array  # trace and span ids of a batch that becomes a table are cut as Arrow arrays
 
 
 def plain_columns(attributes: dict[str, list[Any]], ctx: DecodeContext) -> dict[str, list[Any]] | None:
@@ -48,7 +50,7 @@ def plain_columns(attributes: dict[str, list[Any]], ctx: DecodeContext) -> dict[
     if ctx.source_prefixes and not all(map(ctx.allows_source, set(a["source"]))):
         return None
     times = [ctx.received_at if t is None else t for t in a["time"]] if None in a["time"] else a["time"]
-    ids = _trace_ids(a["traceparent"])
+    ids = _trace_ids(a["traceparent"], as_arrow=n >= SMALL_BATCH_ROWS)
     if ids is None or not _times_ok(times) or (texts := _data_texts(a["data"], ctx.max_depth)) is None:
         return None
     return {"type": a["type"], "source": a["source"], "id": a["id"], "specversion": a["specversion"], "time": times,
@@ -62,9 +64,10 @@ def _or_empty(values: list[str | None]) -> list[str]:
     return [""] * len(values) if values.count(None) == len(values) else [v or "" for v in values]
 
 
-def _trace_ids(values: list[str | None]) -> tuple[list[str], list[str]] | None:
+def _trace_ids(values: list[str | None], as_arrow: bool = False) -> tuple[Column, Column] | None:
     """Trace and span ids when every traceparent is ``00-<32 hex>-<16 hex>-<2 hex>`` in lowercase, ids
-    not all zero (what nearly every sender sends), or when there are none; else None.
+    not all zero (what nearly every sender sends), or when there are none; else None. As Arrow arrays
+    for a batch that becomes a table, else as lists.
 
     A regex match per event would cost more than all its other checks. Joined, 55 characters each,
     the traceparents are checked with a few slices, counts and one conversion of the whole."""
@@ -85,7 +88,16 @@ def _trace_ids(values: list[str | None]) -> tuple[list[str], list[str]] | None:
         return None
     if f"-{'0' * 32}-" in joined or f"-{'0' * 16}-" in joined:  # dashes 33 (17) apart: only a trace (span) id
         return None
+    if as_arrow:
+        return _cut_ids(joined, n)
     return [v[3:35] for v in values], [v[36:52] for v in values]  # type: ignore[index]
+
+
+def _cut_ids(joined: str, n: int) -> tuple[pa.Array, pa.Array]:
+    """The ids of n joined traceparents (checked, ASCII), cut out of one fixed-width array in C: slicing
+    each traceparent and converting the lists took 130 against 35 us per 1,000."""
+    rows = pa.FixedSizeBinaryArray.from_buffers(pa.binary(55), n, [None, pa.py_buffer(joined.encode())])
+    return pc.binary_slice(rows, 3, 35).cast(STR), pc.binary_slice(rows, 36, 52).cast(STR)
 
 
 def _times_ok(times: list[datetime]) -> bool:
@@ -154,18 +166,25 @@ def _place(rows: list[int], verdicts: Verdicts, keys: Pairs, reasons: dict[int, 
 
 # `columns` lacks "extensions" when no event has any, and system, received_at and keys, which are added.
 
-def events_rows(ctx: DecodeContext, columns: dict[str, list[Any]], keys: Pairs) -> Rows:
+def keep_rows(columns: dict[str, Column], keep: list[int]) -> dict[str, Column]:
+    return {name: col.take(pa.array(keep, pa.int64())) if isinstance(col, pa.Array) else [col[i] for i in keep]
+            for name, col in columns.items()}
+
+
+def events_rows(ctx: DecodeContext, columns: dict[str, Column], keys: Pairs) -> Rows:
     n = len(keys[0])
+    columns = {name: col.to_pylist() if isinstance(col, pa.Array) else col for name, col in columns.items()}
     out = {**columns, "extensions": columns.get("extensions") or [{} for _ in range(n)], "system": [ctx.system] * n,
            "received_at": [ctx.received_at] * n,
            "keys": [dict(zip(k, v, strict=True)) for k, v in zip(*keys, strict=True)]}
     return Rows({f.name: out[f.name] for f in EVENTS_SCHEMA})
 
 
-def events_table(ctx: DecodeContext, columns: dict[str, list[Any]], keys: Pairs) -> pa.Table:
+def events_table(ctx: DecodeContext, columns: dict[str, Column], keys: Pairs) -> pa.Table:
     n = len(keys[0])
     arrays = {name: _array(col, EVENTS_SCHEMA.field(name).type, name in REPEATED) for name, col in columns.items()
-              if name != "extensions"}
+              if name not in ("extensions", "time")}
+    arrays["time"] = _times(columns["time"])
     no_extensions = [{}] * n  # one dict n times: only read, to an empty map
     arrays |= {"keys": pairs_array(*keys), "extensions": map_array(columns.get("extensions") or no_extensions),
                "system": pa.repeat(pa.scalar(ctx.system, STR), n),
@@ -173,11 +192,25 @@ def events_table(ctx: DecodeContext, columns: dict[str, list[Any]], keys: Pairs)
     return pa.Table.from_arrays([arrays[f.name] for f in EVENTS_SCHEMA], schema=EVENTS_SCHEMA)
 
 
-def _array(values: list[Any], type_: pa.DataType, repeated: bool) -> pa.Array:
+def _array(values: Column, type_: pa.DataType, repeated: bool) -> pa.Array:
     """pa.array(values), except that a column of one value is repeated in C rather than converted n times."""
+    if isinstance(values, pa.Array):
+        return values
     if repeated and values and values.count(values[0]) == len(values):
         return pa.repeat(pa.scalar(values[0], type_), len(values))
     return pa.array(values, type_)
+
+
+def _times(values: Column) -> pa.Array:
+    """The times (each with a UTC offset) as UTC timestamps. pyarrow asks each datetime for its offset, a
+    Python call per row; written as RFC 3339 text by msgspec and parsed by Arrow, both in C, the column
+    takes 80 instead of 170 us per 1,000. Anything Arrow does not parse goes the slow way."""
+    if isinstance(values, pa.Array):
+        return values
+    try:
+        return pc.cast(pa.array(msgspec.to_builtins(values), STR), US)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+        return pa.array(values, US)
 
 
 def map_array(dicts: Sequence[dict[str, str]]) -> pa.Array:

@@ -18,7 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.decode_cloudevents import BATCH, STRUCTURED, decode_events, json_depth
-from collector.decoded import DecodeContext, Decoded, DecodeError, SourceNotAllowed, UnsupportedMediaType, as_arrow
+from collector.decoded import (
+    SMALL_BATCH_ROWS,
+    DecodeContext,
+    Decoded,
+    DecodeError,
+    Rows,
+    SourceNotAllowed,
+    UnsupportedMediaType,
+    as_arrow,
+)
 from collector.event_registry import EventRegistry
 from syncwatch.model import EVENTS, EVENTS_SCHEMA, QUARANTINE
 from syncwatch.store import Store
@@ -338,6 +347,46 @@ def test_a_batch_in_the_common_form_decodes_as_event_by_event(registry: EventReg
         plain, by_event = decode(raw_batch(*events), registry=reg), decode(raw_batch(*events, odd), registry=reg)
         assert rows(plain) == rows(by_event)[:-1]
         assert (rows(plain, QUARANTINE), plain.messages) == (rows(by_event, QUARANTINE), by_event.messages)
+
+
+@given(common_events(), st.integers(SMALL_BATCH_ROWS, SMALL_BATCH_ROWS + 64))
+@settings(max_examples=60, deadline=None)
+def test_a_batch_that_becomes_a_table_decodes_as_event_by_event(registry: EventRegistry, events: list[dict[str, Any]],
+                                                                 size: int) -> None:
+    """Batches of SMALL_BATCH_ROWS or more become an Arrow table, with ids and times converted a column at
+    a time; when quarantine leaves fewer rows than that, those columns become rows again."""
+    batch = [{**events[i % len(events)], "id": f"ev-{i}", "traceparent": f"00-{i + 1:032x}-{i + 7:016x}-01"}
+             for i in range(size)]
+    odd = valid(size, traceparent=TRACEPARENT.upper())
+    for reg in (registry, EventRegistry()):
+        plain, by_event = decode(raw_batch(*batch), registry=reg), decode(raw_batch(*batch, odd), registry=reg)
+        expected = as_arrow(EVENTS, by_event.tables[EVENTS])  # holds `odd` at least
+        got = as_arrow(EVENTS, plain.tables[EVENTS]) if EVENTS in plain.tables else expected.slice(0, 0)
+        assert got == expected.slice(0, expected.num_rows - 1)
+        assert (rows(plain, QUARANTINE), plain.messages) == (rows(by_event, QUARANTINE), by_event.messages)
+
+
+def test_a_mostly_quarantined_big_batch_stores_its_few_rows_as_event_by_event(registry: EventRegistry) -> None:
+    events = [event(i, data={**TIMESHEET, "timesheet_id": f"TS-{i}", **({} if i % 3 == 0 else {"hours": "seven"})},
+                    traceparent=f"00-{i + 1:032x}-{i + 1:016x}-01") for i in range(300)]
+    plain = decode(batch_body(*events), registry=registry)
+    by_event = decode(batch_body(*events, event(300, traceparent=TRACEPARENT.upper())), registry=registry)
+    assert (plain.accepted, plain.quarantined) == (100, 200)
+    assert isinstance(plain.tables[EVENTS], Rows)
+    assert rows(plain)[:3] == rows(by_event)[:3] and rows(plain)[0]["trace_id"] == f"{1:032x}"
+    assert rows(plain) == rows(by_event)[:-1]
+
+
+def test_times_with_offsets_become_the_same_utc_instants_as_event_by_event() -> None:
+    times = ["2024-05-06T11:30:00.5+02:00", "2299-12-30T13:00:00-05:00", "1900-01-02T00:00:00Z",
+             "2024-02-29T23:59:59.999999+05:30", "2024-05-06T09:00:00.123-00:30", "2024-05-06T09:00:00z"]
+    batch = [valid(i, time=times[i % len(times)]) for i in range(SMALL_BATCH_ROWS)]
+    plain = decode(raw_batch(*batch))
+    by_event = decode(raw_batch(*batch, valid(999, traceparent=TRACEPARENT.upper())))
+    got = as_arrow(EVENTS, plain.tables[EVENTS]).column("time").to_pylist()
+    assert got == as_arrow(EVENTS, by_event.tables[EVENTS]).column("time").to_pylist()[:-1]
+    assert got[:3] == [datetime(2024, 5, 6, 9, 30, 0, 500000, tzinfo=UTC), datetime(2299, 12, 30, 18, tzinfo=UTC),
+                       datetime(1900, 1, 2, tzinfo=UTC)]
 
 
 def test_a_big_batch_in_the_common_form_decodes_as_event_by_event(registry: EventRegistry) -> None:
