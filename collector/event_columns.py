@@ -173,7 +173,8 @@ def keep_rows(columns: dict[str, Column], keep: list[int]) -> dict[str, Column]:
 
 def events_rows(ctx: DecodeContext, columns: dict[str, Column], keys: Pairs) -> Rows:
     n = len(keys[0])
-    columns = {name: col.to_pylist() if isinstance(col, pa.Array) else col for name, col in columns.items()}
+    if isinstance(columns.get("trace_id"), pa.Array):  # cut for a table, then quarantine left a few rows
+        columns = {**columns, "trace_id": columns["trace_id"].to_pylist(), "span_id": columns["span_id"].to_pylist()}
     out = {**columns, "extensions": columns.get("extensions") or [{} for _ in range(n)], "system": [ctx.system] * n,
            "received_at": [ctx.received_at] * n,
            "keys": [dict(zip(k, v, strict=True)) for k, v in zip(*keys, strict=True)]}

@@ -38,7 +38,8 @@ def build_server(settings: Settings) -> tuple[uvicorn.Server, FastAPI]:
                                               settings.rule_timeout_seconds))
     app = create_app(settings, background=background)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
-                            log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=30)
+                            log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=30,
+                            server_header=False)  # names no software to clients; one header less per response
     return _Server(config), app
 
 
