@@ -341,8 +341,9 @@ def markdown(report: dict) -> str:
                      f"{s['rate_per_s'] / roof:.0%} | {s['requests']:,} | {s['refused']:,} | {s['p50_ms']:.1f} | "
                      f"{s['p99_ms']:.1f} | {s.get('peak_rss_mib', '')} |")
     lines += ["", f"Raw store insert ceiling: {ceiling['events']:,} event rows/s, {ceiling['spans']:,} span rows/s. "
-              f"Server peak RSS over the whole run: {report['server_peak_rss_mib']} MiB. Single-item OTLP requests "
-              "come from Python client threads, which may be the bottleneck; single CloudEvents from wrk."]
+              f"Server peak RSS over the whole run: {report['server_peak_rss_mib']} MiB. Batches and single-item OTLP "
+              "requests come from Python client threads (http.client, on the same two cores; single-item ones may be "
+              "client-bound); single CloudEvents from wrk."]
     refusals = [f"{s['name']}: " + ", ".join(f"{n:,} x {why}" for why, n in s["refusals"].items())
                 for s in report["scenarios"] if s.get("refusals")]
     if refusals:
