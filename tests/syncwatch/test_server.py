@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import pyarrow as pa
 
 from syncwatch.server import build_server
 from syncwatch.settings import Settings
@@ -41,6 +42,16 @@ def test_startup_freezes_what_lives_as_long_as_the_process(settings: Settings) -
     the middle of single-event ingest (p99 45-60 ms instead of ~12 ms)."""
     with served(settings):
         assert gc.get_freeze_count() > 10_000
+
+
+def test_the_server_gives_arrow_the_system_allocator(settings: Settings) -> None:
+    """Arrow's default pool kept freed pages: peak RSS under batch ingest was 80-110 MiB higher."""
+    before = pa.default_memory_pool()
+    try:
+        build_server(settings.model_copy(update={"port": free_port(), "reconcile_in_process": False}))
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)
 
 
 def test_answers_name_no_server_software(settings: Settings) -> None:
