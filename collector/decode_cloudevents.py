@@ -275,7 +275,8 @@ class _Builder:
         decoded = Decoded(accepted=n, quarantined=len(quarantine))
         decoded.add(EVENTS, events_rows(self.ctx, columns, keys) if n < SMALL_BATCH_ROWS
                     else events_table(self.ctx, columns, keys))
-        decoded.add(QUARANTINE, quarantine_rows(self.ctx, KIND, quarantine))
+        if quarantine:
+            decoded.add(QUARANTINE, quarantine_rows(self.ctx, KIND, quarantine))
         decoded.messages = [f"event {item_id!r} (type {event_type}, source {source}) quarantined: {reason}"
                             for source, item_id, event_type, reason, _ in quarantine[:MAX_MESSAGES]]
         if len(quarantine) > MAX_MESSAGES:

@@ -34,6 +34,7 @@ _NOT_OPENER_OR_NUL = bytes(b for b in range(256) if b not in b"[{\x00")
 _OPTIONAL = ("subject", "datacontenttype", "dataschema")  # stored as "" when absent
 REPEATED = ("type", "source", "specversion", *_OPTIONAL)  # columns that often hold one value for a whole batch
 Column = list[Any] | pa.Array  # trace and span ids of a batch that becomes a table are cut as Arrow arrays
+_NAMES = tuple(EVENTS_SCHEMA.names)  # a pyarrow Field's .name costs ~0.4 us: 6 us of a one-event request
 
 
 def plain_columns(attributes: dict[str, list[Any]], ctx: DecodeContext) -> dict[str, list[Any]] | None:
@@ -178,7 +179,7 @@ def events_rows(ctx: DecodeContext, columns: dict[str, Column], keys: Pairs) -> 
     out = {**columns, "extensions": columns.get("extensions") or [{} for _ in range(n)], "system": [ctx.system] * n,
            "received_at": [ctx.received_at] * n,
            "keys": [dict(zip(k, v, strict=True)) for k, v in zip(*keys, strict=True)]}
-    return Rows({f.name: out[f.name] for f in EVENTS_SCHEMA})
+    return Rows({name: out[name] for name in _NAMES})
 
 
 def events_table(ctx: DecodeContext, columns: dict[str, Column], keys: Pairs) -> pa.Table:
@@ -190,7 +191,7 @@ def events_table(ctx: DecodeContext, columns: dict[str, Column], keys: Pairs) ->
     arrays |= {"keys": pairs_array(*keys), "extensions": map_array(columns.get("extensions") or no_extensions),
                "system": pa.repeat(pa.scalar(ctx.system, STR), n),
                "received_at": pa.repeat(pa.scalar(ctx.received_at, US), n)}
-    return pa.Table.from_arrays([arrays[f.name] for f in EVENTS_SCHEMA], schema=EVENTS_SCHEMA)
+    return pa.Table.from_arrays([arrays[name] for name in _NAMES], schema=EVENTS_SCHEMA)
 
 
 def _array(values: Column, type_: pa.DataType, repeated: bool) -> pa.Array:
