@@ -80,6 +80,11 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
         description="Business-process observability and reconciliation: ingest (OTLP, CloudEvents, "
         "record snapshots), query and action API.",
         lifespan=lifespan,
+        # The service traces itself through TracingMiddleware, with its own provider, when configured.
+        # FastAPI's native telemetry would ask OpenTelemetry's global providers on every request
+        # whether to trace it (a few µs of a one-event request), and trace into any global provider
+        # some library sets.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = CollectorMetrics()
