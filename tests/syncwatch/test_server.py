@@ -45,7 +45,7 @@ def test_startup_freezes_what_lives_as_long_as_the_process(settings: Settings) -
 
 
 def test_the_server_gives_arrow_the_system_allocator(settings: Settings) -> None:
-    """Arrow's default pool kept freed pages: peak RSS under batch ingest was 80-110 MiB higher."""
+    """Arrow's default pool kept freed pages: peak RSS under batch ingest was 60-140 MiB higher."""
     before = pa.default_memory_pool()
     try:
         build_server(settings.model_copy(update={"port": free_port(), "reconcile_in_process": False}))
