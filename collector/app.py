@@ -19,6 +19,7 @@ from collector.auth import SECURITY_SCHEMES, KeyRing
 from collector.errors import IngestHTTPError
 from collector.event_registry import EventRegistry
 from collector.fastpath import IngestFastPath
+from collector.ingest import decode_thread
 from collector.metrics import CollectorMetrics
 from collector.openapi_contract import document_errors
 from collector.routes import admin, events, health, otlp, records
@@ -61,6 +62,7 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
         state.metrics.spool_limit.set(settings.spool_max_bytes)
         state.writer = BatchWriter(state.spool, state.store.insert_arrow, state.metrics,
                                    settings.batch_max_rows, settings.batch_max_delay_ms / 1000)
+        state.decode_thread = decode_thread()
         state.writer.start()  # replays whatever an earlier run acknowledged but did not store
         for service in background:
             service.start(state.store)
@@ -69,6 +71,7 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
         finally:
             for service in background:
                 service.stop()
+            state.decode_thread.shutdown()
             state.writer.stop()
             state.spool.close()
             if store is None:

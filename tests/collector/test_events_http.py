@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +14,14 @@ import pytest
 from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector.app import create_app
+from collector.ingest import THREAD_DECODE_BYTES
+from syncwatch.settings import Settings
+from syncwatch.store import Store
 from tests.conftest import Harness
 
 BATCH = "application/cloudevents-batch+json"
@@ -125,6 +132,29 @@ def test_large_gzip_batch_takes_the_arrow_path(harness: Harness, psa: dict[str, 
                                    headers={**psa, "Content-Type": BATCH, "Content-Encoding": "gzip"})
     assert response.json()["accepted"] == 1000
     assert harness.count("SELECT count() FROM events FINAL") == 1000
+
+
+def _decode_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("decode")]
+
+
+def test_big_bodies_decode_off_the_loop_on_one_thread_that_stops_with_the_app(
+        settings: Settings, store: Store) -> None:
+    bodies = [batch(*(event(1000 * b + i) for i in range(1000))) for b in range(4)]
+    assert min(map(len, bodies)) > THREAD_DECODE_BYTES
+    bad = bodies[0][:-1] + b',{"specversion": "1.0"]'  # broken JSON after 500 KB of good events
+    app = create_app(settings, store=store)
+    with TestClient(app) as client:
+        harness = Harness(client, app, store)
+        headers = {**harness.auth(harness.key("psa", "events")), "Content-Type": BATCH}
+        with ThreadPoolExecutor(5) as pool:
+            answers = list(pool.map(lambda body: client.post("/v1/events", content=body, headers=headers),
+                                    [*bodies, bad]))
+        assert [a.json()["accepted"] for a in answers[:4]] == [1000] * 4
+        assert answers[4].status_code == 400 and "JSON" in answers[4].json()["error"]["message"]
+        assert harness.count("SELECT count() FROM events FINAL") == 4000
+        assert len(_decode_threads()) == 1
+    assert _decode_threads() == []  # it ends when the app shuts down
 
 
 def test_records_latest_version_wins_whatever_the_arrival_order(harness: Harness, psa: dict[str, str]) -> None:
