@@ -12,8 +12,9 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from syncwatch import cluster_ddl
+from syncwatch import chdb_insert, cluster_ddl
 from syncwatch.errors import StoreError, StoreLockedError
+from syncwatch.model import SCHEMAS
 from syncwatch.record_ids import stored_rows, stored_table
 from syncwatch.settings import Settings
 
@@ -83,6 +84,7 @@ class Store:
             raise StoreError(f"cannot create database {database!r}: {exc}") from exc
         self._reader = _connect(dsn, database, session)
         self._writer = _connect(dsn, database, session)
+        self._embedded = dsn.startswith("chdb://")
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
@@ -122,9 +124,13 @@ class Store:
         insert_settings: dict[str, Any] = {"optimize_on_insert": 0}
         if token:
             insert_settings["insert_deduplication_token"] = token
+        _check_types(table, data)
         data = stored_table(table, data)
         with self._write_lock:
-            self._call(self._writer.insert_arrow, table, data, settings=insert_settings)
+            if self._embedded:  # chDB reads the table in-process (syncwatch/chdb_insert.py)
+                self._call(chdb_insert.insert, self._writer, self.database, table, data, insert_settings)
+            else:
+                self._call(self._writer.insert_arrow, table, data, settings=insert_settings)
 
     def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         rows, columns = stored_rows(table, rows, columns)
@@ -151,6 +157,20 @@ class Store:
             raise StoreError(str(exc).strip().splitlines()[0][:2000]) from exc
         except OSError as exc:
             raise StoreError(f"store unreachable: {exc}") from exc
+
+
+def _check_types(table: str, data: pa.Table) -> None:
+    """Columns of the model's tables in the model's Arrow types. chDB's Python() table function
+    converts what it reads leniently (text that is no time became 1970-01-01), so a batch of
+    another type is refused here, by name, rather than stored as something else."""
+    model = SCHEMAS.get(table)
+    if model is None:
+        return
+    for field in data.schema:
+        at = model.get_field_index(field.name)
+        if at >= 0 and model.field(at).type != field.type:
+            raise StoreError(f"column {field.name!r} of {table} is {field.type}, "
+                             f"but the store takes {model.field(at).type}")
 
 
 def _ident(name: str) -> str:
