@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import msgspec
 import pytest
+from fastjsonschema.draft07 import CodeGeneratorDraft07
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.event_registry import EventRegistry, KeyMappingError, RegistryError, TypeMapping
+from collector.event_types import all_date_times
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 VOCABULARY = {
@@ -238,6 +241,44 @@ def test_fast_path_agrees_with_fastjsonschema(registry: EventRegistry, data: st.
         if i:
             expected = list(registry.keys(event_type, EXAMPLES[event_type]).items())
             assert list(zip(verdicts.key_names[0], verdicts.key_texts[0], strict=True)) == expected
+
+
+DATE_TIME = re.compile(CodeGeneratorDraft07.FORMAT_REGEXS["date-time"])
+_NEAR_DATE_TIMES = st.one_of(
+    st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt _][0-9]{1,2}:[0-9]{2}(:[0-9]{2})?(\.[0-9]{0,12})?"
+                  r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?\Z"),
+    st.text(alphabet="0123456789-:.TtZz+ \n\uff11", max_size=32),
+)
+
+
+@given(st.lists(_NEAR_DATE_TIMES, min_size=1, max_size=4))
+@settings(max_examples=2000, deadline=None)
+def test_the_date_time_check_takes_only_what_the_format_regex_takes(values: list[str]) -> None:
+    """The typed path's column check for `format: date-time` must never be more lenient than the schema."""
+    if all_date_times(values):
+        assert all(DATE_TIME.match(v) for v in values), values
+
+
+@pytest.mark.parametrize("value", ["2024-06-01T08:00:00Z", "2024-06-01t08:00:00z",
+                                   "2024-02-29T23:59:59.123456789+05:30", "2000-02-29T00:00:00-0800",
+                                   "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+def test_the_date_time_check_takes_common_date_times(value: str) -> None:
+    assert DATE_TIME.match(value)
+    assert all_date_times([value, "2024-06-01T08:00:00Z"])
+
+
+@pytest.mark.parametrize("value", ["2024-06-01 08:00:00Z", "2024-06-01T08:00:00", "2024-06-01T08:00:00+01",
+                                   "2023-02-29T00:00:00Z", "2024-06-01T24:00:00Z", "2024-06-01", "",
+                                   "2024-06-01T08:00:60Z", "0000-01-01T00:00:00Z"])  # the last two: the slow path's
+def test_the_date_time_check_refuses_the_rest(value: str) -> None:
+    assert not all_date_times(["2024-06-01T08:00:00Z", value])
+
+
+def test_a_date_time_the_check_leaves_to_the_slow_path_is_judged_by_the_schema(registry: EventRegistry) -> None:
+    ok = {"timesheet_id": "TS-1", "person_id": "E-1", "project_id": "P-1", "period_start": "2024-06-03",
+          "period_end": "2024-06-09", "hours": 40, "approved_at": "2024-06-10T09:00:00Z"}
+    docs = [json.dumps({**ok, "approved_at": at}).encode() for at in ("2016-12-31T23:59:60Z", "2024-06-10T09:00:00Z")]
+    assert registry.check_batch("psa.timesheet.approved", docs).reasons == {}  # a leap second is valid
 
 
 def test_check_batch_gives_the_keys_and_reasons_of_each_item(registry: EventRegistry) -> None:
