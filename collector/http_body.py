@@ -21,13 +21,18 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large(limit, "request body")
-    raw = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise too_large(limit, "request body")
+        if chunk:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit, "request body")
+    # one copy of a body that came in pieces (a batch of 1,000 events is ~0.6 MB), none of one in one
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    return decompress(bytes(raw), encoding, limit)
+    return decompress(raw, encoding, limit)
 
 
 def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
