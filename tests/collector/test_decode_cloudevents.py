@@ -212,6 +212,18 @@ BAD_BATCHES: list[tuple[str, bytes, str, list[str]]] = [
     ("zero trace id", raw_batch(valid(0, traceparent="00-" + "0" * 32 + "-00f067aa0ba902b7-01")),
      "invalid_traceparent", ["event[0].traceparent"]),
     ("traceparent not a string", raw_batch(valid(0, traceparent=1)), "invalid_attribute", ["event[0].traceparent"]),
+    ("traceparents shifted across events", raw_batch(valid(0, traceparent=TRACEPARENT[:-1]),
+                                                      valid(1, traceparent="1" + TRACEPARENT)),
+     "invalid_traceparent", ["event[0].traceparent"]),
+    ("traceparents shifted in a big batch", raw_batch(*[valid(i, traceparent=TRACEPARENT)
+                                                                   for i in range(SMALL_BATCH_ROWS + 9)],
+                                                       valid(998, traceparent=TRACEPARENT[:-1]),
+                                                       valid(999, traceparent="1" + TRACEPARENT)),
+     "invalid_traceparent", [f"event[{SMALL_BATCH_ROWS + 9}].traceparent"]),
+    ("uppercase hex in a big batch", raw_batch(*[valid(i, traceparent=TRACEPARENT)
+                                                           for i in range(SMALL_BATCH_ROWS)],
+                                               valid(999, traceparent=TRACEPARENT[:3] + "G" + TRACEPARENT[4:])),
+     "invalid_traceparent", [f"event[{SMALL_BATCH_ROWS}].traceparent"]),
     ("bad base64", raw_batch(valid(0, data=None, data_base64="not base64!")), "invalid_data",
      ["event[0].data_base64"]),
     ("data and data_base64", raw_batch(valid(0, data_base64="e30=")), "invalid_data", ["event[0]", "both"]),
