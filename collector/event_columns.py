@@ -18,6 +18,7 @@ from itertools import accumulate, chain, repeat
 from typing import Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -231,7 +232,7 @@ def pairs_array(keys: Sequence[Collection[str]], values: Iterable[Iterable[str]]
     indices = array.array("i", range(len(names))) * len(keys)  # 0 1 2 0 1 2 ...
     positions = pa.Array.from_buffers(pa.int32(), len(indices), [None, pa.py_buffer(indices)])
     flat_keys = pa.array(names, STR).take(positions)
-    offsets = pa.array(list(range(0, len(indices) + 1, len(names))), pa.int32())
+    offsets = pa.array(np.arange(0, len(indices) + 1, len(names), dtype=np.int32))  # 2 against 29 us from a list
     return pa.MapArray.from_arrays(offsets, flat_keys, flat_values)
 
 
