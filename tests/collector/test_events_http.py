@@ -140,19 +140,24 @@ def _decode_threads() -> list[threading.Thread]:
 
 def test_big_bodies_decode_off_the_loop_on_one_thread_that_stops_with_the_app(
         settings: Settings, store: Store) -> None:
-    bodies = [batch(*(event(1000 * b + i) for i in range(1000))) for b in range(4)]
+    per_body = 9000
+    bodies = [batch(*(event(per_body * b + i) for i in range(per_body))) for b in range(4)]
     assert min(map(len, bodies)) > THREAD_DECODE_BYTES
-    bad = bodies[0][:-1] + b',{"specversion": "1.0"]'  # broken JSON after 500 KB of good events
+    usual = batch(*(event(10 * per_body + i) for i in range(1000)))
+    assert len(usual) < THREAD_DECODE_BYTES
+    bad = bodies[0][:-1] + b',{"specversion": "1.0"]'  # broken JSON after megabytes of good events
     app = create_app(settings, store=store)
     with TestClient(app) as client:
         harness = Harness(client, app, store)
         headers = {**harness.auth(harness.key("psa", "events")), "Content-Type": BATCH}
+        assert client.post("/v1/events", content=usual, headers=headers).json()["accepted"] == 1000
+        assert _decode_threads() == []  # a batch of 1,000 decodes on the event loop
         with ThreadPoolExecutor(5) as pool:
             answers = list(pool.map(lambda body: client.post("/v1/events", content=body, headers=headers),
                                     [*bodies, bad]))
-        assert [a.json()["accepted"] for a in answers[:4]] == [1000] * 4
+        assert [a.json()["accepted"] for a in answers[:4]] == [per_body] * 4
         assert answers[4].status_code == 400 and "JSON" in answers[4].json()["error"]["message"]
-        assert harness.count("SELECT count() FROM events FINAL") == 4000
+        assert harness.count("SELECT count() FROM events FINAL") == 4 * per_body + 1000
         assert len(_decode_threads()) == 1
     assert _decode_threads() == []  # it ends when the app shuts down
 
