@@ -19,7 +19,16 @@ import pyarrow as pa
 
 from collector.decoded import Batch, Rows, as_arrow
 from collector.metrics import CollectorMetrics
-from collector.spool import Position, Record, Spool, SpoolFull, SpoolUnavailable, encode_record
+from collector.spool import (
+    Frame,
+    Position,
+    Record,
+    Spool,
+    SpoolFull,
+    SpoolUnavailable,
+    encode_record,
+    record_parts,
+)
 from syncwatch.errors import StoreError
 
 log = logging.getLogger("syncwatch.writer")
@@ -76,7 +85,7 @@ class BatchWriter:
         self._pending_since: float | None = None
         self._rows_mark = 0  # spool.durable_rows and durable_bytes when the pending batch began
         self._bytes_mark = 0
-        self._gathered: list[tuple[list[bytes], dict[str, Rows], int, asyncio.Future[Position]]] = []
+        self._gathered: list[tuple[list[Frame], dict[str, Rows], int, asyncio.Future[Position]]] = []
         self._gathered_bytes = 0
         self._handing_off = False
         spool.add_listener(self._wake)
@@ -97,8 +106,8 @@ class BatchWriter:
         request (at 5k one-event requests/s their scanning and decoding held the GIL ~10% of the time).
         `body_bytes`, the request's size, bounds their spool size before they are encoded.
         """
-        frames = [encode_record(name, data) for name, data in tables.items()
-                  if data.num_rows and not isinstance(data, Rows)]
+        frames = [part for name, data in tables.items() if data.num_rows and not isinstance(data, Rows)
+                  for part in record_parts(name, data)]
         small = {name: data for name, data in tables.items() if data.num_rows and isinstance(data, Rows)}
         size = sum(len(f) for f in frames) + (2 * body_bytes + 512 * len(small) if small else 0)
         self.spool.check_room(size + self._gathered_bytes)

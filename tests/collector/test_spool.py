@@ -9,7 +9,15 @@ import pyarrow as pa
 import pytest
 
 from collector.decoded import Rows
-from collector.spool import Position, Spool, SpoolFull, SpoolUnavailable, encode_record, scan_segment
+from collector.spool import (
+    Position,
+    Spool,
+    SpoolFull,
+    SpoolUnavailable,
+    encode_record,
+    record_parts,
+    scan_segment,
+)
 
 
 def rows(n: int, start: int = 0) -> pa.Table:
@@ -29,6 +37,22 @@ def test_records_round_trip_and_survive_reopen(tmp_path: Path) -> None:
     records = reopened.read(Position(0, 0), 1000)
     assert [(r.table, r.rows) for r in records] == [("events", 3), ("quarantine", 1)]
     assert records[0].to_batch().column("id").to_pylist() == ["0", "1", "2"]
+    reopened.close()
+
+
+def test_a_record_written_in_parts_is_the_record(tmp_path: Path) -> None:
+    s = spool(tmp_path)
+    items = [("events", rows(1000)), ("quarantine", Rows({"id": ["q"]}))]
+    parts = [part for item in items for part in record_parts(*item)]
+    assert any(isinstance(part, pa.Buffer) for part in parts)  # the Arrow body is written as Arrow made it
+    whole = b"".join(encode_record(*item) for item in items)
+    assert s.submit(parts).result(5).offset == len(whole)
+    s.close()
+    assert (tmp_path / "000000000000.wal").read_bytes() == whole
+    reopened = spool(tmp_path)
+    records = reopened.read(Position(0, 0), 10_000)
+    assert [(r.table, r.rows) for r in records] == [("events", 1000), ("quarantine", 1)]
+    assert records[0].to_batch().equals(rows(1000))
     reopened.close()
 
 
