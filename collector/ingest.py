@@ -21,8 +21,8 @@ from collector.spool import SpoolFull, SpoolUnavailable
 Decoder = Callable[[bytes, DecodeContext], Decoded]
 # Bodies up to this size decode on the event loop. A batch of 1,000 events (~0.6 MB) takes ~2.5 ms
 # there; handed to a thread instead, the loop and that thread passed the GIL back and forth ~15 times
-# a request and the server spent ~0.5 us more CPU per event: 182,000-211,000/s inline against
-# 164,000-182,000/s, alternating, while one-event requests sent beside them waited p50 12-14 against
+# a request and the server spent ~0.5 us more CPU per event: 185,600-221,300 events/s inline against
+# 169,000-199,800/s, alternating, while one-event requests sent beside them waited p50 12-14 against
 # 8-9 ms (p99 39-51 against 27-28). Bigger bodies, up to the 20 MiB limit, would stall the loop for
 # tens of milliseconds each, so they still go to the decode thread.
 THREAD_DECODE_BYTES = 4 * 1024 * 1024
