@@ -220,7 +220,7 @@ BAD_BATCHES: list[tuple[str, bytes, str, list[str]]] = [
                                                        valid(998, traceparent=TRACEPARENT[:-1]),
                                                        valid(999, traceparent="1" + TRACEPARENT)),
      "invalid_traceparent", [f"event[{SMALL_BATCH_ROWS + 9}].traceparent"]),
-    ("uppercase hex in a big batch", raw_batch(*[valid(i, traceparent=TRACEPARENT)
+    ("a non-hex character in a big batch", raw_batch(*[valid(i, traceparent=TRACEPARENT)
                                                            for i in range(SMALL_BATCH_ROWS)],
                                                valid(999, traceparent=TRACEPARENT[:3] + "G" + TRACEPARENT[4:])),
      "invalid_traceparent", [f"event[{SMALL_BATCH_ROWS}].traceparent"]),
