@@ -35,7 +35,7 @@ _NOT_OPENER_OR_NUL = bytes(b for b in range(256) if b not in b"[{\x00")
 _LOWER_HEX_AND_DASH = b"0123456789abcdef-"
 _OPTIONAL = ("subject", "datacontenttype", "dataschema")  # stored as "" when absent
 REPEATED = ("type", "source", "specversion", *_OPTIONAL)  # columns that often hold one value for a whole batch
-Column = list[Any] | pa.Array  # trace and span ids of a batch that becomes a table are cut as Arrow arrays
+Column = list[Any] | pa.Array  # a batch that becomes a table has its trace and span ids and data as Arrow arrays
 _NAMES = tuple(EVENTS_SCHEMA.names)  # a pyarrow Field's .name costs ~0.4 us: 6 us of a one-event request
 
 
@@ -53,8 +53,11 @@ def plain_columns(attributes: dict[str, list[Any]], ctx: DecodeContext) -> dict[
     if ctx.source_prefixes and not all(map(ctx.allows_source, set(a["source"]))):
         return None
     times = [ctx.received_at if t is None else t for t in a["time"]] if None in a["time"] else a["time"]
-    ids = _trace_ids(a["traceparent"], as_arrow=n >= SMALL_BATCH_ROWS)
-    if ids is None or not _times_ok(times) or (texts := _data_texts(a["data"], ctx.max_depth)) is None:
+    as_arrow = n >= SMALL_BATCH_ROWS
+    ids = _trace_ids(a["traceparent"], as_arrow)
+    if ids is None or not _times_ok(times):
+        return None
+    if (texts := (_data_array if as_arrow else _data_texts)(a["data"], ctx.max_depth)) is None:
         return None
     return {"type": a["type"], "source": a["source"], "id": a["id"], "specversion": a["specversion"], "time": times,
             **{name: _or_empty(a[name]) for name in _OPTIONAL}, "trace_id": ids[0], "span_id": ids[1],
@@ -123,6 +126,37 @@ def _data_texts(raws: list[msgspec.Raw], limit: int) -> list[str] | None:
     return texts if max(map(len, openers)) <= limit and len(openers) == len(raws) else None
 
 
+_QUOTE, _N, _BRACE, _BRACKET = b'"n{['  # their byte values
+
+
+def _data_array(raws: list[msgspec.Raw], limit: int) -> pa.Array | None:
+    """_data_texts for a batch that becomes a table: the same verdict, and the texts as one Arrow column
+    made from the joined bytes, with the checks done on arrays (0.13 against 0.29 ms per 1,000 events,
+    the str column's conversion included). The first byte of a document tells a string ('"') or null
+    ('n': msgspec has checked the JSON, and no other JSON text starts so); the openers are counted per
+    document by summing a mask of them between the documents' offsets."""
+    n = len(raws)
+    lengths = np.fromiter(map(len, raws), np.int64, n)
+    if not n or lengths.min() == 0 or lengths.sum() >= 2**31:  # absent data; past Arrow's 32-bit offsets
+        return None
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:], dtype=np.int32)
+    joined = b"".join(raws)
+    octets = np.frombuffer(joined, np.uint8)
+    first = octets[offsets[:-1]]
+    if ((first == _QUOTE) | (first == _N)).any():
+        return None
+    openers = ((octets == _BRACE) | (octets == _BRACKET)).view(np.uint8)
+    if np.add.reduceat(openers, offsets[:-1], dtype=np.int32).max() > limit:
+        return None
+    column = pa.Array.from_buffers(STR, n, [None, pa.py_buffer(offsets), pa.py_buffer(joined)])
+    try:
+        column.validate(full=True)  # UTF-8
+    except pa.ArrowInvalid:
+        return None
+    return column
+
+
 def judge(registry: EventRegistry, types: list[str], data: list[Any], parsed: Set[int]) -> tuple[Pairs, dict[int, str]]:
     """Each row's key names and texts, and the rows to quarantine with why, from the registry's verdicts
     on the rows' data: of all rows of one type in one call, which is what makes a batch cheap.
@@ -173,8 +207,8 @@ def keep_rows(columns: dict[str, Column], keep: list[int]) -> dict[str, Column]:
 
 def events_rows(ctx: DecodeContext, columns: dict[str, Column], keys: Pairs) -> Rows:
     n = len(keys[0])
-    if isinstance(columns.get("trace_id"), pa.Array):  # cut for a table, then quarantine left a few rows
-        columns = {**columns, "trace_id": columns["trace_id"].to_pylist(), "span_id": columns["span_id"].to_pylist()}
+    # columns made for a table, of which quarantine left a few rows
+    columns = {name: col.to_pylist() if isinstance(col, pa.Array) else col for name, col in columns.items()}
     out = {**columns, "extensions": columns.get("extensions") or [{} for _ in range(n)], "system": [ctx.system] * n,
            "received_at": [ctx.received_at] * n,
            "keys": [dict(zip(k, v, strict=True)) for k, v in zip(*keys, strict=True)]}

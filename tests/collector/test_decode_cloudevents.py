@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.formats.json import JSONFormat
@@ -28,6 +29,7 @@ from collector.decoded import (
     UnsupportedMediaType,
     as_arrow,
 )
+from collector.event_columns import _data_array, _data_texts
 from collector.event_registry import EventRegistry
 from syncwatch.model import EVENTS, EVENTS_SCHEMA, QUARANTINE
 from syncwatch.store import Store
@@ -206,6 +208,12 @@ BAD_BATCHES: list[tuple[str, bytes, str, list[str]]] = [
      "invalid_utf8", ["event[0].data"]),
     ("deep data", raw_batch(valid(0), valid(1, data=json.loads("[" * 70 + "]" * 70))), "too_deep",
      ["event[1].data", "70"]),
+    ("invalid utf-8 in data in a big batch", raw_batch(*[valid(i) for i in range(SMALL_BATCH_ROWS)])[:-1]
+     + b',{"specversion":"1.0","id":"z","source":"/psa/x","type":"a.b","data":{"k":"\xed\xa0\x80"}}]',
+     "invalid_utf8", [f"event[{SMALL_BATCH_ROWS}].data"]),
+    ("deep data in a big batch", raw_batch(*[valid(i) for i in range(SMALL_BATCH_ROWS)],
+                                           valid(999, data=json.loads('{"a":' * 65 + "1" + "}" * 65))),
+     "too_deep", [f"event[{SMALL_BATCH_ROWS}].data", "65"]),
     ("very deep", b'[{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}]", "too_deep", ["nested"]),
     ("bad traceparent", raw_batch(valid(0, traceparent="00-abc-def-01")), "invalid_traceparent",
      ["event[0].traceparent"]),
@@ -410,6 +418,41 @@ def test_a_big_batch_in_the_common_form_decodes_as_event_by_event(registry: Even
     table = as_arrow(EVENTS, by_event.tables[EVENTS])
     assert as_arrow(EVENTS, plain.tables[EVENTS]) == table.slice(0, table.num_rows - 1)
     assert (rows(plain, QUARANTINE), plain.messages) == (rows(by_event, QUARANTINE), by_event.messages)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=6)
+# malformed UTF-8 (a lone byte, a truncated sequence, an overlong form, a surrogate, past U+10FFFF) and well-formed
+OCTETS = st.sampled_from([b"\xff", b"\xc3", b"\xe2\x82", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+                          b"\xc3\xa9", b"\xef\xbf\xbf", b"\xf0\x9f\x98\x80"])
+
+
+@st.composite
+def data_documents(draw: st.DrawFn) -> bytes:
+    """`data` as msgspec leaves it raw: JSON text (strings and null too), empty when absent, deep, or with
+    bytes inside a string that may not be UTF-8 (msgspec skips raw values without decoding them)."""
+    kind = draw(st.sampled_from(["json", "json", "absent", "deep", "octets"]))
+    if kind == "absent":
+        return b""
+    if kind == "deep":  # objects in arrays, each level counted once
+        objects, arrays = draw(st.integers(0, 5)), draw(st.integers(0, 5))
+        return b"[" * arrays + b'{"a":' * objects + b"1" + b"}" * objects + b"]" * arrays
+    if kind == "octets":
+        return b'{"k":"a' + draw(OCTETS) + b'"}'
+    return msgspec.json.encode(draw(JSON_VALUES))
+
+
+@given(st.lists(data_documents(), min_size=1, max_size=12), st.integers(1, 8))
+@settings(max_examples=1_000, deadline=None)
+def test_data_checked_as_arrays_is_data_checked_as_texts(docs: list[bytes], limit: int) -> None:
+    """A batch that becomes a table checks its data with array operations (_data_array), a small one text
+    by text (_data_texts): the same verdict on every batch, and the same texts."""
+    raws = [msgspec.Raw(doc) for doc in docs]
+    texts, column = _data_texts(raws, limit), _data_array(raws, limit)
+    assert (column is None) == (texts is None)
+    assert column is None or column.to_pylist() == texts
 
 
 def test_json_depth() -> None:
