@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from collector.decoded import DecodeContext, Rows, quarantine_rows
 from collector.metrics import CollectorMetrics
-from collector.spool import Position, Spool, encode_record
+from collector.spool import Position, Spool, SpoolUnavailable, encode_record
 from collector.writer import BatchWriter
 from syncwatch.model import INGEST_BATCHES, QUARANTINE, SCHEMAS
 from syncwatch.store import Store
@@ -106,6 +108,66 @@ def test_a_cancelled_request_does_not_strand_the_others(tmp_path: Path, store: S
     w.start()
     assert w.wait_until_stored(30)
     assert store.query("SELECT count() FROM ingest_batches")[0][0] == 15  # the cancelled rows were spooled too
+    w.stop()
+    spool.close()
+
+
+class HeldSpool(Spool):
+    """A spool whose first write waits until released: an fsync that takes as long as a test needs."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _write_batch(self, batch: list) -> None:  # type: ignore[type-arg]
+        if not self.release.is_set():
+            self.writing.set()
+            self.release.wait(10)
+        super()._write_batch(batch)
+
+
+def test_requests_reach_the_spool_while_an_earlier_group_is_still_being_written(
+        tmp_path: Path, store: Store) -> None:
+    """The hand-off does not wait for the fsync under way: a request served meanwhile is queued in
+    the spool at once, and the spool writes it right after (the loop never idles for a round trip)."""
+    spool = HeldSpool(tmp_path, 10_000_000, 1_000_000)
+    w = writer(spool, store)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(w.submit({INGEST_BATCHES: batch_rows(5, 0)}))
+        assert await asyncio.to_thread(spool.writing.wait, 10), "the first group reached the spool thread"
+        second = asyncio.ensure_future(w.submit({INGEST_BATCHES: batch_rows(5, 5)}))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert spool.pending_bytes() + spool._queued_bytes > 0 and not w._gathered, "second is queued in the spool"
+        assert not first.done() and not second.done()
+        spool.release.set()
+        first_at, second_at = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+        assert first_at < second_at == spool.durable
+
+    asyncio.run(scenario())
+    w.start()
+    assert w.wait_until_stored(30)
+    assert store.query("SELECT count(), uniqExact(batch_id) FROM ingest_batches")[0] == (10, 10)
+    w.stop()
+    spool.close()
+
+
+def test_a_hand_off_that_cannot_be_encoded_answers_its_requests_and_the_next_one_is_stored(
+        tmp_path: Path, store: Store) -> None:
+    spool = Spool(tmp_path, 10_000_000, 1_000_000)
+    w = writer(spool, store)
+
+    async def scenario() -> None:
+        with pytest.raises(SpoolUnavailable, match="spool failed"):
+            await asyncio.wait_for(w.submit({INGEST_BATCHES: Rows({"batch_id": [object()]})}), timeout=10)
+        await asyncio.wait_for(w.submit({INGEST_BATCHES: batch_rows(3, 0)}), timeout=10)
+
+    asyncio.run(scenario())
+    w.start()
+    assert w.wait_until_stored(30)
+    assert store.query("SELECT count() FROM ingest_batches")[0][0] == 3
     w.stop()
     spool.close()
 
