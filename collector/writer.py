@@ -118,8 +118,8 @@ class BatchWriter:
         together, at the end of that turn: one thread hand-off per turn instead of one per request,
         which halves the cost of a one-event request. They are handed over without waiting for the
         fsync already under way: the spool thread writes everything queued behind it with one more
-        fsync, so the loop never idles between a group's acknowledgement and the next group's
-        fsync (decision 4, session-14 amendment). Small requests (Rows) of one hand-off are joined
+        fsync, so they no longer wait for that fsync's acknowledgement to reach the loop first
+        (decision 4, session-14 amendment). Small requests (Rows) of one hand-off are joined
         into one record per table, so the writer reads one record where it read one per request (at
         5k one-event requests/s their scanning and decoding held the GIL ~10% of the time).
         `body_bytes`, the request's size, bounds their spool size before they are encoded.
