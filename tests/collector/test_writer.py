@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from collector.decoded import DecodeContext, Rows, quarantine_rows
 from collector.metrics import CollectorMetrics
-from collector.spool import Position, Spool, SpoolUnavailable, encode_record
+from collector.spool import Frame, Position, Spool, SpoolUnavailable, encode_record
 from collector.writer import BatchWriter
 from syncwatch.model import INGEST_BATCHES, QUARANTINE, SCHEMAS
 from syncwatch.store import Store
@@ -115,12 +117,12 @@ def test_a_cancelled_request_does_not_strand_the_others(tmp_path: Path, store: S
 class HeldSpool(Spool):
     """A spool whose first write waits until released: an fsync that takes as long as a test needs."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int) -> None:
         self.writing = threading.Event()
         self.release = threading.Event()
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(directory, max_bytes, segment_bytes)
 
-    def _write_batch(self, batch: list) -> None:  # type: ignore[type-arg]
+    def _write_batch(self, batch: list[tuple[Sequence[Frame], Future[Position], int]]) -> None:
         if not self.release.is_set():
             self.writing.set()
             self.release.wait(10)
