@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from reconciler import compile_workflow, service, workflow_progress
-from reconciler.loader import LoadedRule
+from reconciler.loader import LoadedRule, load_text
 from reconciler.model import WorkflowRule
 from reconciler.runner import INGEST_LAG
 from syncwatch.store import Store
@@ -145,3 +145,23 @@ def test_a_failed_update_is_the_runs_recorded_error(store: Store) -> None:
     result = service.run_one(store, loaded, full=True, now=NOW)
     assert "workflow_progress" in result.error
     assert store.query("SELECT error FROM rule_runs WHERE rule = 'time_to_bill'")[0][0] == result.error
+
+
+@pytest.mark.slow
+def test_a_full_build_bigger_than_an_insert_block_is_one_part_and_finds_every_stuck_instance(store: Store) -> None:
+    # 4M events of 400k instances (1.2M progress rows): more than the engine's default insert block
+    # (1,048,449 rows), which cut a build into parts that every run then read more slowly
+    from syncwatch.bench import reconcile_data as bench
+
+    rule = load_text(bench.WORKFLOW_YAML, "bench_stuck.yaml")[0].rule
+    events = bench.generate_events(store, 4_000_000, NOW - timedelta(days=2))
+    update = workflow_progress.update(store, rule, full=True, now=NOW)
+    parts = store.query(
+        "SELECT rows FROM system.parts WHERE database = currentDatabase() AND table = 'workflow_progress' "
+        "AND active AND partition LIKE {g:String}", {"g": f"%{update.generation}%"})
+    assert len(parts) == 1 and parts[0][0] > 1_048_449, parts
+    compiled = compile_workflow.compile(rule, now=NOW, state=True)
+    found = {row[0] for row in store.query(
+        f"SELECT keys['instance_id'] FROM ({compiled.sql}) WHERE kind = 'stuck'", compiled.parameters)}
+    expected = {row[0] for row in store.query(bench.EXPECTED_STUCK_SQL, {"instances": 400_000})}
+    assert events > 3_990_000 and len(expected) > 3_000 and found == expected
