@@ -17,6 +17,7 @@ from reconciler import compile_workflow, service, workflow_progress
 from reconciler.loader import LoadedRule, load_text
 from reconciler.model import WorkflowRule
 from reconciler.runner import INGEST_LAG
+from syncwatch.bench import reconcile_data as bench
 from syncwatch.store import Store
 from tests.reconciler.records import NOW
 from tests.reconciler.test_compile_workflow import PACK, Events, days, quote_events, timesheet_events
@@ -151,8 +152,6 @@ def test_a_failed_update_is_the_runs_recorded_error(store: Store) -> None:
 def test_a_full_build_bigger_than_an_insert_block_is_one_part_and_finds_every_stuck_instance(store: Store) -> None:
     # 4M events of 400k instances (1.2M progress rows): more than the engine's default insert block
     # (1,048,449 rows), which cut a build into parts that every run then read more slowly
-    from syncwatch.bench import reconcile_data as bench
-
     rule = load_text(bench.WORKFLOW_YAML, "bench_stuck.yaml")[0].rule
     events = bench.generate_events(store, 4_000_000, NOW - timedelta(days=2))
     update = workflow_progress.update(store, rule, full=True, now=NOW)
