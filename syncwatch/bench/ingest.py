@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import struct
@@ -54,6 +55,10 @@ class Scenario:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     peak_rss_mib: int = 0  # the server's, sampled every 0.25 s during this scenario
+    # CPU per item: the server's until the rows are queryable; the load's (client threads or wrk) while it sends.
+    # Both run on the same cores, so the load's share is taken from the server.
+    server_cpu_us: float = 0.0
+    load_cpu_us: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -141,6 +146,7 @@ def run_threads(server: ServerProcess, name: str, path: str, token: str, content
                 unique: Callable[[bytes, int, int], bytes]) -> Scenario:
     result, lock = Scenario(name), threading.Lock()
     before = server.scalar(count_sql)
+    server_cpu, load_cpu = server.cpu_seconds(), _cpu(resource.RUSAGE_SELF)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
     start = time.monotonic()
     deadline = start + seconds
@@ -154,8 +160,21 @@ def run_threads(server: ServerProcess, name: str, path: str, token: str, content
     for t in threads:
         t.join()
     result.seconds = time.monotonic() - start
+    load_cpu = _cpu(resource.RUSAGE_SELF) - load_cpu
     _wait_queryable(server, count_sql, before + result.items, start, result)
+    _per_item(result, server.cpu_seconds() - server_cpu, load_cpu)
     return result
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _per_item(result: Scenario, server_cpu: float, load_cpu: float) -> None:
+    if result.items:
+        result.server_cpu_us = round(server_cpu / result.items * 1e6, 2)
+        result.load_cpu_us = round(load_cpu / result.items * 1e6, 2)
 
 
 def _wait_queryable(server: ServerProcess, count_sql: str, expected: int, start: float, result: Scenario) -> None:
@@ -210,12 +229,14 @@ def run_single_wrk(server: ServerProcess, token: str, clients: int, seconds: flo
     result = Scenario(f"CloudEvents, single-event requests, {clients} clients", client="wrk")
     count_sql = "SELECT count() FROM events"
     before = server.scalar(count_sql)
+    server_cpu, load_cpu = server.cpu_seconds(), _cpu(resource.RUSAGE_CHILDREN)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(WRK_SCRIPT % {"token": token, "body": template, "run": os.urandom(6).hex()})
     start = time.monotonic()
     out = subprocess.run([wrk, "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", server.url,
                           "-s", fh.name], capture_output=True, text=True, check=True).stdout
     result.seconds = time.monotonic() - start
+    load_cpu = _cpu(resource.RUSAGE_CHILDREN) - load_cpu  # wrk, waited for
     os.unlink(fh.name)
     Path(tempfile.gettempdir(), "syncwatch-wrk.out").write_text(out)
     result.requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -227,6 +248,7 @@ def run_single_wrk(server: ServerProcess, token: str, clients: int, seconds: flo
     stored, queryable_at = _wait_until_stable(server, count_sql)
     result.items = stored - before  # wrk counts requests it cut off at the end; the store is the truth
     result.queryable_seconds = queryable_at - start
+    _per_item(result, server.cpu_seconds() - server_cpu, load_cpu)
     return result
 
 
@@ -335,18 +357,20 @@ def markdown(report: dict) -> str:
         f"{machine_line(report['machine'])} Acknowledged = fsynced to the spool; items/s = items / (first request "
         "to all rows queryable); peak RSS is the server's during the scenario; ceiling = the raw store insert rate "
         "of the same rows (insert_arrow of 10k-row batches into the same embedded chDB, no HTTP), measured in the "
-        "same run.",
+        "same run. CPU per item: the server process's (every thread) until its rows are queryable, and the load's "
+        "(the client threads' process, or wrk) while it sends; both share the same cores.",
         "",
         "| scenario | batch | clients | items/s (to queryable) | % of ceiling | requests | refused | p50 ms | "
-        "p99 ms | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "p99 ms | peak RSS MiB | server CPU µs/item | load CPU µs/item |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in report["scenarios"]:
         roof = ceiling["spans" if s.get("protocol") == "OTLP spans" else "events"]
         client = " (wrk)" if s.get("client") == "wrk" else ""
         lines.append(f"| {s['name']} | {s.get('batch', '')} | {s.get('clients', '')}{client} | {s['rate_per_s']:,} | "
                      f"{s['rate_per_s'] / roof:.0%} | {s['requests']:,} | {s['refused']:,} | {s['p50_ms']:.1f} | "
-                     f"{s['p99_ms']:.1f} | {s.get('peak_rss_mib', '')} |")
+                     f"{s['p99_ms']:.1f} | {s.get('peak_rss_mib', '')} | {_us(s, 'server_cpu_us')} | "
+                     f"{_us(s, 'load_cpu_us')} |")
     lines += ["", f"Raw store insert ceiling: {ceiling['events']:,} event rows/s, {ceiling['spans']:,} span rows/s. "
               f"Server peak RSS over the whole run: {report['server_peak_rss_mib']} MiB. Batches and single-item OTLP "
               "requests come from Python client threads (keep-alive sockets, on the same two cores; single-item ones "
@@ -361,6 +385,10 @@ def markdown(report: dict) -> str:
                      f"{s['rss_first_third_max_mib']} MiB in the first third, {s['rss_last_third_max_mib']} MiB "
                      f"in the last third (peak {s['rss_peak_mib']} MiB).")
     return "\n".join(lines)
+
+
+def _us(scenario: dict, name: str) -> str:
+    return f"{scenario[name]:.2f}" if scenario.get(name) else ""  # reports from before it was measured lack it
 
 
 def _write(report: dict, out: Path) -> None:

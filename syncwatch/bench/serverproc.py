@@ -28,6 +28,13 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, every thread of it, from /proc."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProcess:
     def __init__(self, data_dir: Path, admin_token: str, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -65,6 +72,10 @@ class ServerProcess:
             self.peak_rss = max(self.peak_rss, rss)
             self.rss_samples.append((time.monotonic() - started, rss))
             time.sleep(0.25)
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
 
     def admin(self, method: str, path: str, **kwargs: object) -> object:
         headers = {"Authorization": f"Bearer {self.admin_token}"}

@@ -17,7 +17,8 @@ MACHINE = {"cores": 2, "memory_gib": 23.5, "python": "3.11.7", "date": "2026-11-
 
 def _scenario(name: str, protocol: str, batch: int, rate: int) -> dict[str, object]:
     return {"name": name, "protocol": protocol, "batch": batch, "clients": 4, "client": "Python threads",
-            "rate_per_s": rate, "requests": 10, "refused": 1, "p50_ms": 2.0, "p99_ms": 9.5, "peak_rss_mib": 700}
+            "rate_per_s": rate, "requests": 10, "refused": 1, "p50_ms": 2.0, "p99_ms": 9.5, "peak_rss_mib": 700,
+            "server_cpu_us": 8.123, "load_cpu_us": 0.3}
 
 
 def test_each_row_is_measured_against_its_own_protocol_s_ceiling() -> None:
@@ -26,7 +27,7 @@ def test_each_row_is_measured_against_its_own_protocol_s_ceiling() -> None:
                             _scenario("spans", "OTLP spans", 100, 100_000)],
               "server_peak_rss_mib": 800, "sustained": None}
     text = markdown(report)
-    assert "| CE | 1000 | 4 | 100,000 | 50% | 10 | 1 | 2.0 | 9.5 | 700 |" in text
+    assert "| CE | 1000 | 4 | 100,000 | 50% | 10 | 1 | 2.0 | 9.5 | 700 | 8.12 | 0.30 |" in text
     assert "| spans | 100 | 4 | 100,000 | 25% |" in text
     assert "on 2 cores, 23.5 GiB" in text and "load average 0.50 at start" in text and "200,000 event rows/s" in text
 
@@ -55,6 +56,7 @@ def test_every_protocol_and_batch_size_reaches_the_store(tmp_path: Path) -> None
     measured = {(s["protocol"], s["batch"]) for s in report["scenarios"] if s["rate_per_s"] > 0}
     assert measured == {(p, b) for p in ("CloudEvents", "OTLP spans") for b in (1, 100, 1000)}
     assert all(s["peak_rss_mib"] > 0 and s["p99_ms"] >= s["p50_ms"] > 0 for s in report["scenarios"])
+    assert all(s["server_cpu_us"] > 0 and s["load_cpu_us"] > 0 for s in report["scenarios"]), "CPU per item"
     assert min(report["ceiling_rows_per_s"].values()) > 0 and "load_1m_at_start" in report["machine"]
     assert (tmp_path / "ingest.md").read_text().count("| OTLP spans,") == 3
 
