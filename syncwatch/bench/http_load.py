@@ -3,7 +3,7 @@
 Why not http.client: the load runs on the two cores of the collector it measures, so every
 microsecond it spends is taken from the collector. http.client builds header objects and parses each
 response with the email package; at batches of 1,000 events it used 0.62-0.65 us of CPU per event,
-this client 0.32-0.34, and the collector's measured rate rose by ~8% with it (decision 4, session 18).
+this client 0.28-0.38, and the collector's measured rate rose by 8% with it (decision 4, session 18).
 It does what the benchmark needs and no more: POST with a body, responses framed by Content-Length,
 the connection kept open unless the server closes it.
 """

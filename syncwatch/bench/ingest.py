@@ -4,7 +4,7 @@ The server runs as a child process with its own embedded store, so its peak RSS 
 Batched scenarios use Python client threads (a few hundred requests/s), each with a keep-alive
 connection of bench.http_load: the client shares the two cores with the server, so the leaner it is
 the more of them the server gets (CPU per event at batches of 1,000: httpx 1.2-1.4 us, http.client
-0.62-0.65, http_load 0.32-0.34). Single-event requests use wrk (Debian package, installed when
+0.61-0.65, http_load 0.28-0.38). Single-event requests use wrk (Debian package, installed when
 missing) because a Python client would be the bottleneck.
 """
 
@@ -30,7 +30,7 @@ import click
 
 from syncwatch.bench.ceiling import raw_insert_ceiling
 from syncwatch.bench.figures import machine, machine_line
-from syncwatch.bench.http_load import PostConnection
+from syncwatch.bench.http_load import Answer, HttpLoadError, PostConnection
 from syncwatch.bench.serverproc import ServerProcess
 
 PLACEHOLDER = b"@@@@@@@@@@"  # 10 bytes, replaced per request to keep event ids unique
@@ -114,7 +114,10 @@ def _pump(server: ServerProcess, path: str, headers: dict[str, str], template: b
         while time.monotonic() < deadline:
             body = unique(template, n)
             began = time.perf_counter()
-            answer = connection.post(path, headers, body)
+            try:
+                answer = connection.post(path, headers, body)
+            except (HttpLoadError, OSError) as exc:  # counted as a refusal; the next request reconnects
+                answer = Answer(0, json.dumps({"error": {"code": f"no answer: {exc}"}}).encode())
             elapsed = (time.perf_counter() - began) * 1000
             n += 1
             with lock:
@@ -126,7 +129,7 @@ def _pump(server: ServerProcess, path: str, headers: dict[str, str], template: b
                     result.refused += 1
                     reason = f"{answer.status} {_error_code(answer.body)}".strip()
                     result.refusals[reason] = result.refusals.get(reason, 0) + 1
-            if answer.status in (429, 503):
+            if answer.status in (0, 429, 503):
                 time.sleep(0.05)
     finally:
         connection.close()

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import pytest
 
 from syncwatch.bench.http_load import HttpLoadError, PostConnection, parse_head
-from syncwatch.bench.ingest import CE_BATCH, _error_code, event_template, unique_events
+from syncwatch.bench.ingest import CE_BATCH, Scenario, _error_code, _pump, event_template, unique_events
 from tests.conftest import LiveServer
 
 Serve = Callable[[socket.socket, int], None]  # one accepted connection and its number
@@ -131,3 +133,17 @@ def test_a_large_body_arrives_whole(raw_server: Callable[[Serve], int]) -> None:
 def test_a_head_is_split_into_status_and_lower_case_fields() -> None:
     assert parse_head(b"HTTP/1.1 429 Too Many\r\nRetry-After: 1\r\nContent-Length: 0") == (
         429, {"retry-after": "1", "content-length": "0"})
+
+
+def test_a_client_that_gets_no_answer_counts_it_and_keeps_going(raw_server: Callable[[Serve], int]) -> None:
+    def serve(conn: socket.socket, number: int) -> None:
+        read_request(conn)
+        if number % 2:  # every other connection is dropped unanswered
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    port = raw_server(serve)
+    result = Scenario("drops")
+    _pump(SimpleNamespace(port=port), "/x", {}, b"[@@@@@@@@@@]", 1, lambda t, n: t,  # type: ignore[arg-type]
+          time.monotonic() + 1.0, result, threading.Lock())
+    assert result.requests == result.items + result.refused and result.items > 0 and result.refused > 0
+    assert list(result.refusals) == [f"0 no answer: 127.0.0.1:{port} closed the connection without answering"]
