@@ -18,6 +18,7 @@ def test_every_benchmark_runs_at_its_stated_size_unless_chosen(tmp_path: Path) -
     reconcile = dict(planned)["reconcile"]
     assert reconcile[:5] == [sys.executable, "-m", "syncwatch.cli", "bench", "reconcile"]
     assert "1000000,10000000" in reconcile and reconcile[-2:] == ["--out", str(tmp_path)]
+    assert dict(planned)["ingest"][5:9] == ["--seconds", "10", "--sustain", "300"], "RSS is stated for 5 min of load"
     assert [name for name, _ in commands(True, ("accuracy", "ingest"), tmp_path)] == ["ingest", "accuracy"]
     assert set(SMALL) == set(FULL) and all(SMALL[n] != FULL[n] for n in FULL)
 
