@@ -38,18 +38,19 @@ class PostConnection:
     def post(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         head = f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{lines}Content-Length: {len(body)}\r\n\r\n"
-        reused = self._sock is not None
-        try:
-            return self._exchange(head.encode("latin-1"), body)
-        except (_ClosedBeforeAnswer, ConnectionResetError, BrokenPipeError) as exc:
-            if not reused:
-                if not isinstance(exc, _ClosedBeforeAnswer):
-                    raise
-
-                raise HttpLoadError(f"{self.host}:{self.port} closed the connection without answering") from None
-            # A kept-alive connection the server had already closed (its idle timeout): the request
-            # never reached it, so sending it again on a new connection cannot repeat it.
-            return self._exchange(head.encode("latin-1"), body)
+        for attempt in (1, 2):
+            reused = self._sock is not None
+            try:
+                return self._exchange(head.encode("latin-1"), body)
+            except (_ClosedBeforeAnswer, ConnectionResetError, BrokenPipeError) as exc:
+                if reused and attempt == 1:
+                    # A kept-alive connection the server had closed (its idle timeout) before this
+                    # request: sent again once, on a new connection.
+                    continue
+                if isinstance(exc, _ClosedBeforeAnswer):
+                    raise HttpLoadError(f"{self.host}:{self.port} closed the connection without answering") from None
+                raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def close(self) -> None:
         if self._sock is not None:

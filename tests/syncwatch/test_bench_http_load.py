@@ -89,6 +89,18 @@ def test_a_connection_the_server_closed_while_idle_is_opened_again(raw_server: C
         connection.close()
 
 
+def test_a_retried_request_that_again_gets_no_answer_is_an_error(raw_server: Callable[[Serve], int]) -> None:
+    def serve(conn: socket.socket, number: int) -> None:
+        read_request(conn)
+        if number == 0:  # the first connection answers once, then closes; every later one answers nothing
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    connection = PostConnection("127.0.0.1", raw_server(serve))
+    assert connection.post("/x", {}, b"body").body == b"ok"
+    with pytest.raises(HttpLoadError, match="closed the connection without answering"):
+        connection.post("/x", {}, b"body")
+
+
 def test_connection_close_without_a_length_reads_the_body_to_the_end(raw_server: Callable[[Serve], int]) -> None:
     def serve(conn: socket.socket, number: int) -> None:
         read_request(conn)
