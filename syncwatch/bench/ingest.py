@@ -30,7 +30,7 @@ import click
 
 from syncwatch.bench.ceiling import raw_insert_ceiling
 from syncwatch.bench.figures import machine, machine_line
-from syncwatch.bench.http_load import Answer, HttpLoadError, PostConnection
+from syncwatch.bench.http_load import HttpLoadError, PostConnection
 from syncwatch.bench.serverproc import ServerProcess
 
 PLACEHOLDER = b"@@@@@@@@@@"  # 10 bytes, replaced per request to keep event ids unique
@@ -116,20 +116,21 @@ def _pump(server: ServerProcess, path: str, headers: dict[str, str], template: b
             began = time.perf_counter()
             try:
                 answer = connection.post(path, headers, body)
+                status = answer.status
+                reason = "" if status == 200 else f"{status} {_error_code(answer.body)}".strip()
             except (HttpLoadError, OSError) as exc:  # counted as a refusal; the next request reconnects
-                answer = Answer(0, json.dumps({"error": {"code": f"no answer: {exc}"}}).encode())
+                status, reason = 0, f"0 no answer: {exc}"
             elapsed = (time.perf_counter() - began) * 1000
             n += 1
             with lock:
                 result.requests += 1
                 result.latencies_ms.append(elapsed)
-                if answer.status == 200:
+                if status == 200:
                     result.items += per_request
                 else:
                     result.refused += 1
-                    reason = f"{answer.status} {_error_code(answer.body)}".strip()
                     result.refusals[reason] = result.refusals.get(reason, 0) + 1
-            if answer.status in (0, 429, 503):
+            if status in (0, 429, 503):
                 time.sleep(0.05)
     finally:
         connection.close()
