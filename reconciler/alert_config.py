@@ -33,6 +33,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from reconciler.errors import ReconcilerError
+from reconciler.field_hints import fields_at, unknown_field
 from reconciler.loader import _dotted, _locate, _plain  # the rule loader's position helpers
 from reconciler.model import Duration, Name, Severity
 
@@ -248,10 +249,7 @@ def _explain(exc: ValidationError, doc: CommentedMap, source: str) -> list[str]:
 def _message(err: Any, loc: list[Any]) -> str:
     if err["type"] == "extra_forbidden":
         name = str(loc[-1]) if loc else "?"
-        known = sorted({f for m in (AlertConfig, Defaults, Route, Match, Retry, WebhookSink, SlackSink,
-                                    AlertmanagerSink) for f in m.model_fields})
-        close = difflib.get_close_matches(name, known, n=1)
-        return f"unknown field {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        return unknown_field(name, fields_at([AlertConfig], loc[:-1]))
     if err["type"] == "missing":
         return "required field is missing"
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):

@@ -8,7 +8,6 @@ is read (schemas/ and mappings/ belong to the collector).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from reconciler import model, model_kpi
 from reconciler.errors import RuleError
+from reconciler.field_hints import fields_at, unknown_field
 from reconciler.model import NAME_PATTERN, At, WorkflowRule
 from reconciler.model_kpi import AnyRule, KpiRule
 
@@ -208,7 +208,7 @@ def _explain(exc: ValidationError, doc: CommentedMap, source: str) -> list[str]:
         path, (line, col) = _locate(doc, loc, at_key=err["type"] == "extra_forbidden")
         named = isinstance(error, At) or err["type"] == "missing"  # the rest of loc is a field, not a union member
         field = _dotted(loc if named else path)
-        message = f"{source}:{line}:{col}: {field or 'rule'}: {_message(err, error, path)}"
+        message = f"{source}:{line}:{col}: {field or 'rule'}: {_message(err, error, path, doc.get('kind'))}"
         if (line, col, message) not in problems:  # a union reports one problem once per member type
             problems.append((line, col, message))
     return [message for _, _, message in sorted(problems)]
@@ -237,14 +237,14 @@ def _dotted(path: list[Any]) -> str:
     return text
 
 
-def _message(err: dict[str, Any], error: Any, path: list[Any]) -> str:
+def _message(err: dict[str, Any], error: Any, path: list[Any], rule_kind: Any) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if isinstance(error, ValueError):
         return str(error)
     if kind == "extra_forbidden":
         name = str(path[-1]) if path else "?"
-        close = difflib.get_close_matches(name, _known_fields(), n=1)
-        return f"unknown field {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        roots = [m for m in _rule_models() if _kind(m) == rule_kind]
+        return unknown_field(name, fields_at(roots, path[:-1]) or [f for f in _known_fields() if f != name])
     if kind == "missing":
         return "required field is missing"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -258,7 +258,11 @@ def _message(err: dict[str, Any], error: Any, path: list[Any]) -> str:
 
 
 def _kinds() -> list[str]:
-    return [get_args(m.model_fields["kind"].annotation)[0] for m in _rule_models()]
+    return [_kind(m) for m in _rule_models()]
+
+
+def _kind(rule_model: type[BaseModel]) -> str:
+    return str(get_args(rule_model.model_fields["kind"].annotation)[0])
 
 
 def _rule_models() -> list[type[BaseModel]]:

@@ -19,7 +19,6 @@ for an endpoint that has changed since is refused). Problems are reported togeth
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from reconciler.errors import ReconcilerError
+from reconciler.field_hints import fields_at, unknown_field
 from reconciler.loader import _dotted, _locate, _plain  # the rule loader's position helpers
 from reconciler.model import Duration, Name
 
@@ -134,13 +134,11 @@ def _all_set(text: Any, env: Mapping[str, str]) -> bool:
 
 def _explain(exc: ValidationError, doc: CommentedMap, source: str) -> list[str]:
     problems = []
-    known = sorted(set(ReplayConfig.model_fields) | set(Target.model_fields))
     for err in exc.errors():
         loc = list(err["loc"])
         message = str(err["msg"])
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            message = f"unknown field {loc[-1]!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            message = unknown_field(str(loc[-1]), fields_at([ReplayConfig], loc[:-1]))
         elif err["type"] == "missing":
             message = "required field is missing"
         elif err["type"] == "value_error":

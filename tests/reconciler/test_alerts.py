@@ -372,6 +372,10 @@ routes:
         "alerts.yaml:12:24: routes[0].match.severity[0]: "
         "Input should be 'info', 'low', 'medium', 'high' or 'critical'"]
 
+    # `url` belongs to a sink, not to the defaults: no "did you mean 'url'"
+    with pytest.raises(AlertConfigError, match=r"defaults.url: unknown field 'url' \(valid here: renotify"):
+        load_alerts_text("defaults: {url: 'http://x'}\n", "alerts.yaml")
+
     with pytest.raises(AlertConfigError, match=r"alerts.yaml:4:20: routes\[0\].sinks\[1\]: no sink named 'pagr' "
                                                r"\(did you mean 'pager'\?\)"):
         load_alerts_text("sinks:\n  - {name: pager, type: webhook, url: 'http://x'}\nroutes:\n"

@@ -66,6 +66,16 @@ def test_a_typo_in_a_field_name_is_an_error_with_a_suggestion() -> None:
         "pack.yaml:9:5: compare[0].tolerence: unknown field 'tolerence' (did you mean 'tolerance'?)"]
 
 
+def test_a_field_valid_elsewhere_is_not_suggested_as_itself() -> None:
+    # a workflow step has `key`, a side does not: the hint lists what a side takes
+    assert problems(GOOD.replace("left: {system: psa, entity: project}",
+                                 "left: {system: psa, entity: project, key: id}")) == [
+        "pack.yaml:4:38: left.key: unknown field 'key' "
+        "(valid here: system, entity, key_field, filter, label)"]
+    assert problems(GOOD.replace("    tolerance:", "    tolerance_:")) == [
+        "pack.yaml:9:5: compare[0].tolerance_: unknown field 'tolerance_' (did you mean 'tolerance'?)"]
+
+
 def test_wrong_types_name_line_and_field() -> None:
     text = GOOD + "severity: urgent\ngrace: 2 hours\nmissing: 3\n"
     assert problems(text) == [

@@ -30,6 +30,13 @@ def test_a_header_naming_an_unset_variable_is_not_sent() -> None:
     assert load_replay_text(text, env={"A": "1", "B": "2"}).targets["erp"].headers == {"X-A": "1-2", "X-Static": "on"}
 
 
+def test_a_target_field_at_the_top_is_not_suggested_as_itself() -> None:
+    with pytest.raises(ReplayConfigError) as caught:
+        load_replay_text("url: 'http://erp'\n", "replay.yaml", env={})
+    assert caught.value.problems == [
+        "replay.yaml:1:1: url: unknown field 'url' (valid here: four_eyes_above, max_events, targets)"]
+
+
 def test_no_file_means_no_targets(tmp_path: Path) -> None:
     assert load_replay(tmp_path) == ReplayConfig()
 
