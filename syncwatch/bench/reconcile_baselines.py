@@ -5,7 +5,11 @@
 LEFT and RIGHT are Parquet exports of the two sides (key, budget, status, legal_entity, currency as
 text). Each baseline does the rule's work: join on the key, report keys missing on either side and
 fields that differ beyond the rule's tolerances (budget 1% relative; status case-insensitive with
-PSA 'lost' = ERP 'cancelled'; legal entity case- and whitespace-insensitive). Timing starts before
+PSA 'lost' = ERP 'cancelled'; legal entity case- and whitespace-insensitive). The datacompy ones do
+a little less than the rule and the polars join: they join the raw keys (the rule trims and
+upper-cases them) and their `ignore_spaces` strips the ends of a text only (the rule also collapses
+the whitespace inside it). The bench's keys are stored normalized and its legal entities differ
+only in case and a trailing space, so all of them find the same drift. Timing starts before
 the files are read. Prints one JSON line: seconds, peak_rss_bytes (VmHWM) and the drift counts.
 This module imports nothing heavy at the top, so a baseline's RSS is the baseline's.
 """
