@@ -9,7 +9,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,12 +61,27 @@ def default_source_prefixes(system: str) -> tuple[str, ...]:
     return () if system == ANY_SYSTEM else (f"/{system}/", f"/{system}")
 
 
-def validate_key_request(system: str, scopes: list[str]) -> None:
+def validate_key_request(system: str, scopes: list[str], source_prefixes: Sequence[str] = (),
+                         expires_at: datetime | None = None) -> None:
     if not _SYSTEM.match(system):
         raise ValueError(f"invalid system {system!r}: lowercase letters, digits, '_', '-', '.', or '*' for any")
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ValueError(f"invalid scopes {unknown or scopes}: choose from {', '.join(SCOPES)}")
+    # an empty prefix matches every source: the key could speak for any system
+    if any(not p.strip() for p in source_prefixes):
+        raise ValueError("invalid source_prefixes: a prefix must not be empty or blank")
+    check_not_expired(expires_at)
+
+
+def check_not_expired(expires_at: datetime | None) -> None:
+    """A credential created already expired could never be used: surely a typo in the date."""
+    if expires_at is not None and _as_utc(expires_at) <= datetime.now(UTC):
+        raise ValueError(f"expires_at {expires_at.isoformat()} is not in the future")
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 class KeyRing:
@@ -132,7 +147,7 @@ class KeyRing:
     def create(self, name: str, system: str, scopes: list[str], source_prefixes: list[str] | None = None,
                expires_at: datetime | None = None) -> tuple[str, str]:
         """Store a new key; returns (key_id, token). The token is shown once and never stored."""
-        validate_key_request(system, scopes)
+        validate_key_request(system, scopes, source_prefixes or (), expires_at)
         key_id, secret = secrets.token_hex(6), secrets.token_hex(24)
         prefixes = list(source_prefixes) if source_prefixes else list(default_source_prefixes(system))
         now = datetime.now(UTC)

@@ -26,7 +26,7 @@ TOKEN_FILE = "admin.token"
 
 
 class Admin(Protocol):
-    def query(self, sql: str) -> tuple[list[str], list[list[Any]]]: ...
+    def query(self, sql: str) -> tuple[list[str], list[list[Any]], bool]: ...
     def create_key(self, name: str, system: str, scopes: list[str], prefixes: list[str],
                    expires_at: datetime | None) -> tuple[str, str]: ...
     def list_keys(self) -> list[dict[str, Any]]: ...
@@ -52,10 +52,9 @@ class DirectAdmin:
         # user changes made straight on the store are audited like the API's, under the OS account
         self.actor = f"cli:{getpass.getuser()}"
 
-    def query(self, sql: str) -> tuple[list[str], list[list[Any]]]:
-        self.store.query("SELECT formatQuery({q:String})", {"q": sql})
-        columns, rows = self.store.query_columns(sql, settings={"readonly": 1})
-        return columns, [list(r) for r in rows]
+    def query(self, sql: str) -> tuple[list[str], list[list[Any]], bool]:
+        columns, rows, truncated = self.store.query_readonly(sql)
+        return columns, [list(r) for r in rows], truncated
 
     def create_key(self, name: str, system: str, scopes: list[str], prefixes: list[str],
                    expires_at: datetime | None) -> tuple[str, str]:
@@ -108,9 +107,9 @@ class HttpAdmin:
             raise SyncwatchError(f"server refused ({response.status_code}): {detail}")
         return response.json()
 
-    def query(self, sql: str) -> tuple[list[str], list[list[Any]]]:
+    def query(self, sql: str) -> tuple[list[str], list[list[Any]], bool]:
         body = self._call("POST", "/api/v1/admin/query", json={"sql": sql})
-        return body["columns"], body["rows"]
+        return body["columns"], body["rows"], bool(body.get("truncated"))
 
     def create_key(self, name: str, system: str, scopes: list[str], prefixes: list[str],
                    expires_at: datetime | None) -> tuple[str, str]:

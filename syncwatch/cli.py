@@ -140,13 +140,15 @@ def query(sql: str, fmt: str) -> None:
 
     admin = connect(_settings())
     try:
-        columns, rows = admin.query(sql)
+        columns, rows, truncated = admin.query(sql)
     finally:
         admin.close()
     if fmt == "json":
         click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=2))
-        return
-    _print_table(columns, rows)
+    else:
+        _print_table(columns, rows)
+    if truncated:
+        click.echo(f"(only the first {len(rows):,} rows: add a LIMIT, or narrow the query)", err=True)
 
 
 def _print_table(columns: list[str], rows: list[list[object]]) -> None:

@@ -39,6 +39,14 @@ CLUSTER_SESSION: dict[str, Any] = {
 }
 
 
+READONLY_MAX_ROWS = 10_000
+READONLY_LIMITS: dict[str, Any] = {
+    "result_overflow_mode": "break",  # stop reading at the row limit instead of failing
+    "max_execution_time": 60,
+    "max_memory_usage": 2 * 1024**3,
+}
+
+
 def _connect(dsn: str, database: str | None, session: Mapping[str, Any] | None = None) -> Client:
     kwargs: dict[str, Any] = {"dsn": dsn}
     if database:
@@ -104,6 +112,20 @@ class Store:
         with self._read_lock:
             result = self._call(self._reader.query, sql, parameters=parameters, settings=settings)
         return list(result.column_names), result.result_rows
+
+    def query_readonly(self, sql: str, parameters: Mapping[str, Any] | None = None,
+                       max_rows: int = READONLY_MAX_ROWS) -> tuple[list[str], list[tuple], bool]:
+        """One statement someone typed (`syncwatch query`, the admin API): read-only, and bounded in
+        rows, time and memory, because the embedded engine shares its process with the collector and
+        `SELECT * FROM events` without a LIMIT would take all of it. Returns the columns, at most
+        `max_rows` rows and whether there were more."""
+        # formatQuery parses exactly one statement: multi-statement text is refused before it runs
+        self.query("SELECT formatQuery({q:String})", {"q": sql})
+        # one row more than shown: to know there were more. `readonly` comes last, as settings apply in
+        # order and it refuses any later one; it also keeps the statement from raising these limits.
+        limits = {**READONLY_LIMITS, "max_result_rows": max_rows + 1, "readonly": 1}
+        columns, rows = self.query_columns(sql, parameters, settings=limits)
+        return columns, rows[:max_rows], len(rows) > max_rows
 
     def query_arrow(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
         with self._read_lock:

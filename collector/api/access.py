@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from collector.auth import check_not_expired
 from collector.errors import IngestHTTPError
 from syncwatch.store import Store
 
@@ -65,7 +66,8 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def validate_user_request(name: str, role: str) -> None:
+def validate_user_request(name: str, role: str, expires_at: datetime | None = None) -> None:
+    check_not_expired(expires_at)
     if role not in ROLES:
         raise ValueError(f"invalid role {role!r}: choose from {', '.join(ROLES)}")
     if not _NAME.match(name):
@@ -125,7 +127,7 @@ class UserDirectory:
     def create(self, name: str, role: str, expires_at: datetime | None = None) -> tuple[User, str]:
         """Store a new user; returns the user and its token (shown once, never stored).
         A token with `expires_at` is refused (401 "expired") from that instant on."""
-        validate_user_request(name, role)
+        validate_user_request(name, role, expires_at)
         user_id, secret = secrets.token_hex(6), secrets.token_hex(24)
         now = datetime.now(UTC)
         row = [user_id, name, role, _digest(secret), now, None, now, _utc(expires_at)]

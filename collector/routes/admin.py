@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from collector.auth import BEARER_AUTH, SCOPES, Principal, require_scope
 from collector.errors import IngestHTTPError
 from syncwatch.errors import StoreError
+from syncwatch.store import READONLY_MAX_ROWS
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-MAX_QUERY_ROWS = 10_000
+MAX_QUERY_ROWS = READONLY_MAX_ROWS
 
 
 class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     sql: str = Field(..., min_length=1, max_length=100_000, description="One read-only ClickHouse statement.")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Values for {name:Type} placeholders.")
 
@@ -29,6 +33,8 @@ class QueryResponse(BaseModel):
 
 
 class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(..., min_length=1, max_length=200)
     system: str = Field(..., description="Source system the key speaks for, or '*' for any.")
     scopes: list[str] = Field(..., description=f"Any of {', '.join(SCOPES)}.")
@@ -50,20 +56,22 @@ async def query(body: QueryRequest, request: Request, _: Principal = Depends(req
 
 def _run_readonly(store: Any, body: QueryRequest) -> QueryResponse:
     try:
-        # formatQuery parses exactly one statement: multi-statement text is refused before it runs
-        store.query("SELECT formatQuery({q:String})", {"q": body.sql})
-        columns, rows = store.query_columns(body.sql, body.parameters or None, settings={"readonly": 1})
+        columns, rows, truncated = store.query_readonly(body.sql, body.parameters or None, MAX_QUERY_ROWS)
     except StoreError as exc:
         raise IngestHTTPError(400, "query_failed", str(exc)) from exc
-    return QueryResponse(
-        columns=columns, rows=[[_jsonable(v) for v in row] for row in rows[:MAX_QUERY_ROWS]],
-        truncated=len(rows) > MAX_QUERY_ROWS,
-    )
+    return QueryResponse(columns=columns, rows=[[_jsonable(v) for v in row] for row in rows], truncated=truncated)
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # 'nan', 'inf', '-inf': JSON has no such numbers, and null would hide them
     if isinstance(value, int | float | str | bool) or value is None:
         return value
+    if isinstance(value, bytes):  # FixedString and binary columns: text if it is UTF-8, else hex
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value.hex()
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):

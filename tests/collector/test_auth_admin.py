@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from collector.routes.admin import MAX_QUERY_ROWS
 from tests.conftest import ADMIN_TOKEN, Harness
 
 EVENT = {"specversion": "1.0", "id": "e-1", "source": "/crm/salesforce", "type": "crm.account.created",
@@ -52,7 +53,8 @@ def test_revoked_and_expired_keys_are_401(harness: Harness) -> None:
     assert post_event(harness, harness.auth(token)) == 200
     keys.revoke(key_id)
     assert post_event(harness, harness.auth(token)) == 401
-    _, expired = keys.create("expired", "crm", ["events"], None, datetime.now(UTC) - timedelta(seconds=1))
+    _, expired = keys.create("expired", "crm", ["events"], None, datetime.now(UTC) + timedelta(milliseconds=200))
+    time.sleep(0.3)  # a key cannot be created expired
     response = harness.client.post("/v1/events", content=json.dumps(EVENT), headers={**CE, **harness.auth(expired)})
     assert response.status_code == 401 and "expired" in response.json()["error"]["message"]
 
@@ -99,7 +101,51 @@ def test_admin_query_is_read_only_and_single_statement(harness: Harness) -> None
     assert harness.store.query("EXISTS TABLE events")[0][0] == 1
     bound = harness.client.post("/api/v1/admin/query", headers=ADMIN,
                                 json={"sql": "SELECT {v:String}", "parameters": {"v": "it's; DROP"}})
-    assert bound.json()["rows"] == [["it's; DROP"]]
+    assert bound.json().get("rows") == [["it's; DROP"]], bound.text
+
+
+def test_admin_query_is_bounded_in_rows_time_and_memory(harness: Harness) -> None:
+    # an endless table: the answer stops at the row limit instead of filling the process's memory
+    endless = harness.client.post("/api/v1/admin/query", json={"sql": "SELECT number FROM system.numbers"},
+                                  headers=ADMIN)
+    assert endless.status_code == 200
+    assert len(endless.json()["rows"]) == MAX_QUERY_ROWS and endless.json()["truncated"] is True
+    exact = harness.client.post("/api/v1/admin/query", json={"sql": f"SELECT number FROM numbers({MAX_QUERY_ROWS})"},
+                                headers=ADMIN).json()
+    assert len(exact["rows"]) == MAX_QUERY_ROWS and exact["truncated"] is False
+    greedy = harness.client.post("/api/v1/admin/query", headers=ADMIN,
+                                 json={"sql": "SELECT groupArray(number) FROM numbers(10000000000)"})
+    assert greedy.status_code == 400 and "memory limit" in greedy.json()["error"]["message"]
+    raised = harness.client.post("/api/v1/admin/query", headers=ADMIN,
+                                 json={"sql": "SELECT 1 SETTINGS max_memory_usage = 0"})
+    assert raised.status_code == 400 and "readonly" in raised.json()["error"]["message"].lower()
+
+
+def test_admin_query_shows_binary_and_non_finite_values(harness: Harness) -> None:
+    body = harness.client.post("/api/v1/admin/query", headers=ADMIN, json={
+        "sql": "SELECT toFixedString('ab', 2) AS text, unhex('00ff') AS raw, nan AS n, -inf AS i"}).json()
+    assert body["rows"] == [["ab", "00ff", "nan", "-inf"]]
+
+
+def test_admin_bodies_refuse_unknown_fields(harness: Harness) -> None:
+    query = harness.client.post("/api/v1/admin/query", json={"sql": "SELECT 1", "sqll": "x"}, headers=ADMIN)
+    key = harness.client.post("/api/v1/admin/keys", headers=ADMIN,
+                              json={"name": "sf", "system": "crm", "scopes": ["events"], "scope": ["admin"]})
+    assert query.status_code == 400 and "sqll" in query.text
+    assert key.status_code == 400 and "scope" in key.text
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"source_prefixes": ["/crm", ""]}, "must not be empty"),
+    ({"source_prefixes": [" "]}, "must not be empty"),
+    ({"expires_at": "2020-01-01T00:00:00Z"}, "is not in the future"),
+    ({"expires_at": "2020-01-01T00:00:00"}, "is not in the future"),
+])
+def test_a_key_that_would_be_too_wide_or_dead_is_refused(harness: Harness, extra: dict, message: str) -> None:
+    response = harness.client.post("/api/v1/admin/keys", headers=ADMIN,
+                                   json={"name": "sf", "system": "crm", "scopes": ["events"], **extra})
+    assert response.status_code == 400 and message in response.json()["error"]["message"]
+    assert harness.count("SELECT count() FROM api_keys") == 0
 
 
 def test_admin_key_lifecycle_over_http(harness: Harness) -> None:

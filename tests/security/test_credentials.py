@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,10 +23,13 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 def test_a_user_token_expires(harness: Harness) -> None:
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    past = (datetime.now(UTC) - timedelta(seconds=1)).replace(tzinfo=None).isoformat()  # naive: read as UTC
+    # naive: read as UTC; a credential cannot be created expired, so this one expires a moment later
+    moment = datetime.now(UTC) + timedelta(milliseconds=300)
+    past = moment.replace(tzinfo=None).isoformat()
     live = harness.client.post("/api/v1/users", headers=ADMIN, json={"name": "temp", "role": "ops", "expires_at": soon})
     gone = harness.client.post("/api/v1/users", headers=ADMIN, json={"name": "late", "role": "ops", "expires_at": past})
     assert live.status_code == gone.status_code == 201
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()) + 0.05)
     assert harness.client.get("/api/v1/me", headers=harness.auth(live.json()["token"])).status_code == 200
     refused = harness.client.get("/api/v1/me", headers=harness.auth(gone.json()["token"]))
     assert refused.status_code == 401 and "expired" in refused.json()["error"]["message"]
@@ -34,6 +38,15 @@ def test_a_user_token_expires(harness: Harness) -> None:
     assert listed["late"]["expires_at"] is not None
     [entry] = [e for e in harness.app.state.audit.entries() if '"late"' in e.parameters]
     assert json.loads(entry.parameters)["expires_at"].startswith(past[:19])
+
+
+def test_a_credential_cannot_be_created_expired(harness: Harness, tmp_path: Path) -> None:
+    user = harness.client.post("/api/v1/users", headers=ADMIN,
+                               json={"name": "late", "role": "ops", "expires_at": "2020-01-01T00:00:00Z"})
+    assert user.status_code == 400 and "2020-01-01T00:00:00+00:00 is not in the future" in user.text
+    assert harness.count("SELECT count() FROM users") == 0
+    refused = cli(tmp_path, "users", "create", "contractor", "--role", "auditor", "--expires", "2001-02-03")
+    assert refused.returncode != 0 and "is not in the future" in refused.stderr
 
 
 def test_users_made_before_expiry_existed_keep_working(chdb_dsn: str, database: str) -> None:
@@ -54,10 +67,10 @@ def test_users_made_before_expiry_existed_keep_working(chdb_dsn: str, database: 
 
 
 def test_the_cli_creates_an_expiring_user(tmp_path: Path) -> None:
-    created = cli(tmp_path, "users", "create", "contractor", "--role", "auditor", "--expires", "2001-02-03")
+    created = cli(tmp_path, "users", "create", "contractor", "--role", "auditor", "--expires", "2999-02-03")
     assert created.returncode == 0, created.stderr
     listed = cli(tmp_path, "users", "list")
-    assert "contractor" in listed.stdout and "2001-02-03T00:00:00+00:00" in listed.stdout
+    assert "contractor" in listed.stdout and "2999-02-03T00:00:00+00:00" in listed.stdout
     assert created.stdout.split("token:")[1].split()[0] not in listed.stdout
 
 

@@ -7,6 +7,7 @@ here, and so does an expectation whose route is gone.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,8 +17,6 @@ from collector.auth import SCOPES
 from collector.decoded import source_under
 from tests.conftest import ADMIN_TOKEN, Harness
 from tests.security.routes import EXPECTED, KEY, PUBLIC, USER, Route, app_routes, routes
-
-PAST = datetime.now(UTC) - timedelta(minutes=1)
 
 
 def call(h: Harness, route: Route, headers: dict[str, str], path: str | None = None) -> object:
@@ -50,11 +49,13 @@ def _credentials(h: Harness) -> dict[str, dict[str, tuple[str, str]]]:
     keys, users = h.app.state.keys, h.app.state.users
     revoked_key, revoked_key_token = keys.create("revoked", "*", ["admin"])
     keys.revoke(revoked_key)
-    _, expired_key = keys.create("expired", "*", ["admin"], None, PAST)
+    soon = datetime.now(UTC) + timedelta(milliseconds=300)  # a credential cannot be created expired
+    _, expired_key = keys.create("expired", "*", ["admin"], None, soon)
     _, real_key = keys.create("real", "*", ["admin"])
     revoked_user, revoked_user_token = users.create("revoked", "admin")
     users.revoke(revoked_user.user_id)
-    _, expired_user = users.create("expired", "admin", PAST)
+    _, expired_user = users.create("expired", "admin", soon)
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.05)
     _, real_user = users.create("real", "admin")
     common = {
         "none": ("", "missing"),
