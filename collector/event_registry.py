@@ -152,7 +152,7 @@ class EventRegistry:
         collector.event_types). It is never more lenient than the schema, so data it takes is valid."""
         typed = self._typed.get(event_type)
         if typed is None:
-            return self.check_values(event_type, _ANY_ARRAY.decode(b"[" + b",".join(docs) + b"]"))
+            return self._check_untyped(event_type, docs)
         try:
             return Verdicts(*typed.keys.pairs(typed.decode(docs)), {})
         except (msgspec.ValidationError, KeyMappingError):
@@ -171,10 +171,32 @@ class EventRegistry:
         for i, row_names, row_texts in zip(taken, names, texts, strict=True):
             verdicts.key_names[i], verdicts.key_texts[i] = row_names, row_texts
         rest = sorted(set(range(len(docs))) - set(taken))
-        judged = self.check_values(event_type, [_ANY.decode(docs[i]) for i in rest])
+        judged = self._check_untyped(event_type, [docs[i] for i in rest])
         for j, i in enumerate(rest):
             verdicts.key_names[i], verdicts.key_texts[i] = judged.key_names[j], judged.key_texts[j]
         verdicts.reasons = {rest[j]: reason for j, reason in judged.reasons.items()}
+        return verdicts
+
+    def _check_untyped(self, event_type: str, docs: Sequence[bytes | msgspec.Raw]) -> Verdicts:
+        """check_values() over documents still to parse. A document the parser cannot hold (a number
+        such as 1e999, beyond any float) gets its own reason, and the others their verdicts."""
+        try:
+            return self.check_values(event_type, _ANY_ARRAY.decode(b"[" + b",".join(docs) + b"]"))
+        except msgspec.ValidationError:
+            pass
+        values: dict[int, Any] = {}
+        broken: dict[int, str] = {}
+        for i, doc in enumerate(docs):
+            try:
+                values[i] = _ANY.decode(doc)
+            except msgspec.ValidationError:  # JSON text it parsed once already: only a number can fail
+                broken[i] = "data: a number is out of range (beyond a 64-bit float)"
+        order = sorted(values)
+        judged = self.check_values(event_type, [values[i] for i in order])
+        verdicts = Verdicts([()] * len(docs), [()] * len(docs), dict(broken))
+        for j, i in enumerate(order):
+            verdicts.key_names[i], verdicts.key_texts[i] = judged.key_names[j], judged.key_texts[j]
+        verdicts.reasons.update({order[j]: reason for j, reason in judged.reasons.items()})
         return verdicts
 
     def check_values(self, event_type: str, values: list[Any]) -> Verdicts:

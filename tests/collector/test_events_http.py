@@ -126,6 +126,24 @@ def test_schema_violation_is_quarantined_and_reported(harness: Harness, psa: dic
     assert harness.count("SELECT count() FROM events FINAL") == 1
 
 
+def test_a_number_beyond_any_float_is_quarantined_not_a_500(harness: Harness, psa: dict[str, str]) -> None:
+    # 1e999 is valid JSON but no parser can hold it: the event is quarantined, its batch stored
+    broken = event(2, data={"timesheet_id": "TS-2", "hours": 777777})
+    body = batch(event(1), broken).replace(b"777777", b"1e999")
+    assert b"1e999" in body
+    response = harness.client.post("/v1/events", content=body, headers={**psa, "Content-Type": BATCH})
+    assert response.status_code == 200, response.text
+    assert (response.json()["accepted"], response.json()["quarantined"]) == (1, 1)
+    harness.flush()
+    (reason,), = harness.store.query("SELECT reason FROM quarantine WHERE item_id = 'ev-2'")
+    assert "out of range" in reason
+    assert harness.count("SELECT count() FROM events FINAL") == 1
+    single = JSONFormat().write(event(3, data={"timesheet_id": "TS-3", "hours": 777777})).replace(b"777777", b"1e999")
+    one = harness.client.post("/v1/events", content=single,
+                              headers={**psa, "Content-Type": "application/cloudevents+json"})
+    assert one.status_code == 200 and one.json()["quarantined"] == 1, one.text
+
+
 def test_large_gzip_batch_takes_the_arrow_path(harness: Harness, psa: dict[str, str]) -> None:
     body = gzip.compress(batch(*(event(i) for i in range(1000))))
     response = harness.client.post("/v1/events", content=body,
