@@ -42,17 +42,27 @@ def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
         raise IngestHTTPError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; "
                               "use gzip, deflate or identity")
     wbits = GZIP_WBITS if encoding != "deflate" else zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
-    try:
-        # max_length stops a decompression bomb after limit+1 bytes instead of inflating it whole
-        out = inflater.decompress(raw, limit + 1)
-        if len(out) > limit or inflater.unconsumed_tail:
+    pieces: list[bytes] = []
+    size, rest = 0, raw
+    while True:  # a gzip body may hold several members (`cat a.gz b.gz`); each is part of the body
+        inflater = zlib.decompressobj(wbits)
+        try:
+            # max_length stops a decompression bomb after limit+1 bytes instead of inflating it whole
+            piece = inflater.decompress(rest, limit + 1 - size)
+            if size + len(piece) > limit or inflater.unconsumed_tail:
+                raise too_large(limit, "decompressed request body")
+            piece += inflater.flush()
+        except zlib.error as exc:
+            raise IngestHTTPError(400, "bad_encoding", f"body is not valid {encoding} data: {exc}") from exc
+        size += len(piece)
+        pieces.append(piece)
+        if size > limit:
             raise too_large(limit, "decompressed request body")
-        out += inflater.flush()
-    except zlib.error as exc:
-        raise IngestHTTPError(400, "bad_encoding", f"body is not valid {encoding} data: {exc}") from exc
-    if len(out) > limit:
-        raise too_large(limit, "decompressed request body")
-    if not inflater.eof:
-        raise IngestHTTPError(400, "bad_encoding", f"{encoding} body is truncated")
-    return out
+        if not inflater.eof:
+            raise IngestHTTPError(400, "bad_encoding", f"{encoding} body is truncated")
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # nothing left, or the zero padding some writers add
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if encoding == "deflate" or not rest.startswith(b"\x1f\x8b"):
+            raise IngestHTTPError(400, "bad_encoding", f"{len(rest)} bytes that are not {encoding} data "
+                                  f"follow the {encoding} stream")

@@ -19,6 +19,15 @@ def test_gzip_and_deflate_round_trip() -> None:
     assert decompress(b"hello", "identity", 100) == b"hello"
 
 
+def test_every_gzip_member_is_part_of_the_body() -> None:
+    # `cat a.gz b.gz` is one valid gzip file (RFC 1952 2.2); keeping only the first member dropped rows
+    assert decompress(gzip.compress(b"one\n") + gzip.compress(b"two\n"), "gzip", 100) == b"one\ntwo\n"
+    assert decompress(gzip.compress(b"one") + b"\0" * 8, "gzip", 100) == b"one"  # zero padding
+    with pytest.raises(IngestHTTPError) as info:  # the bomb limit spans the members
+        decompress(gzip.compress(b"x" * 60) + gzip.compress(b"y" * 60), "gzip", 100)
+    assert info.value.status == 413
+
+
 def test_decompression_bomb_stops_at_the_limit() -> None:
     bomb = gzip.compress(b"\0" * 50_000_000)  # ~50 KB on the wire, 50 MB inflated
     with pytest.raises(IngestHTTPError) as info:
@@ -30,6 +39,9 @@ def test_decompression_bomb_stops_at_the_limit() -> None:
     (b"not gzip at all", "gzip", 400, "bad_encoding"),
     (gzip.compress(b"x" * 1000)[:-12], "gzip", 400, "bad_encoding"),
     (b"x", "br", 415, "unsupported_encoding"),
+    (gzip.compress(b"x") + b"garbage", "gzip", 400, "bad_encoding"),
+    (gzip.compress(b"x") + gzip.compress(b"y")[:-12], "gzip", 400, "bad_encoding"),
+    (zlib.compress(b"x") + zlib.compress(b"y"), "deflate", 400, "bad_encoding"),
 ])
 def test_bad_encodings(body: bytes, encoding: str, status: int, code: str) -> None:
     with pytest.raises(IngestHTTPError) as info:
