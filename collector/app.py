@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from collector.api.access import USER_SECURITY_SCHEME, UserDirectory
 from collector.api.router import router as api_router
 from collector.auth import SECURITY_SCHEMES, KeyRing
+from collector.body_deadline import BodyDeadline, BodyTimeout
 from collector.errors import IngestHTTPError
 from collector.event_registry import EventRegistry
 from collector.fastpath import IngestFastPath
@@ -97,6 +98,7 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
     _install_error_handlers(app)
     _document_security(app)
     app.add_middleware(IngestFastPath)
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout_seconds)
     if settings.self_traces_endpoint:
         provider = tracer_provider(settings.self_traces_endpoint)
         app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("syncwatch.collector"))
@@ -133,6 +135,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's own refusals (an unparsable body, an unknown path, a wrong method) in the
         # service's error shape rather than {"detail": ...}, as the OpenAPI document says
+        if isinstance(exc.__cause__, BodyTimeout):  # FastAPI turns any failure reading a body into a 400
+            return JSONResponse({"error": {"code": "body_timeout", "message": str(exc.__cause__)}},
+                                status_code=408, headers={"Connection": "close"})
         code, message = HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":  # no route at all, not a missing object
             code, message = "no_endpoint", f"no endpoint {request.method} {request.url.path}"
@@ -146,6 +151,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, BodyTimeout):
+            return JSONResponse({"error": {"code": "body_timeout", "message": str(exc)}}, status_code=408,
+                                headers={"Connection": "close"})
         log.exception("unhandled error")
         return JSONResponse(
             {"error": {"code": "internal", "message": f"internal error ({type(exc).__name__}); see server log"}},

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import zlib
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
+from collector.body_deadline import BodyTimeout
 from collector.errors import IngestHTTPError
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -23,12 +24,18 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large(limit, "request body")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        if chunk:
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit, "request body")
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit, "request body")
+    except BodyTimeout as exc:
+        raise IngestHTTPError(408, "body_timeout", str(exc), {"Connection": "close"}) from exc
+    except ClientDisconnect as exc:  # nobody will read the answer; counted, not logged as a failure
+        raise IngestHTTPError(400, "client_disconnected", "the client closed the connection before "
+                              f"sending its whole body ({size:,} bytes came)") from exc
     # one copy of a body that came in pieces (a batch of 1,000 events is ~0.6 MB), none of one in one
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     batch_max_delay_ms: int = Field(200, description="Longest a spooled row waits before the writer inserts.")
     max_body_bytes: int = Field(20 * MIB, description="Largest request body after decompression (OTLP: 20 MiB).")
     max_json_depth: int = Field(64, description="Deepest JSON nesting accepted in a payload.")
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest a request's body may take to arrive after its head; a slower "
+        "one is answered 408, so slow senders cannot hold the ingest slots."
+    )
     retry_after_seconds: int = Field(5, description="Retry-After sent with 429/503.")
     max_inflight_requests: int = Field(1024, description="Concurrent ingest requests above which ingest answers 429.")
     max_loop_lag_ms: int = Field(
