@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from collector.api.query_params import refuse_unknown_query
 from collector.auth import check_not_expired
 from collector.errors import IngestHTTPError
 from syncwatch.store import Store
@@ -172,6 +173,7 @@ def require(permission: str) -> Callable[[Request], Awaitable[User]]:
     async def dependency(request: Request) -> User:
         user = request.app.state.users.authenticate(request.headers.get("authorization"))
         if user.may(permission):
+            refuse_unknown_query(request)  # after authorization: strangers learn nothing of the routes
             return user
         await run_in_threadpool(
             request.app.state.audit.append, user.name, user.role, "denied", "",
