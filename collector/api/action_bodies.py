@@ -15,7 +15,10 @@ from collector.api.findings_query import Finding, FindingFilter
 
 MAX_BULK = 500
 MAX_SILENCE = timedelta(days=366)
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+# free text keeps tabs and line breaks; other control characters (NUL, ESC sequences) only corrupt
+# what later shows the text: the triage page, exports, a terminal
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000,
+                                        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
 FingerprintText = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -44,6 +47,13 @@ class AssignBody(Body):
         if (self.assignee is None) == (self.team is None):
             raise ValueError("give exactly one of assignee (a person) or team")
         return self
+
+    @field_validator("assignee")
+    @classmethod
+    def _a_person(cls, assignee: str | None) -> str | None:
+        if assignee is not None and assignee.lower().startswith("team:"):  # stored teams look like this
+            raise ValueError(f"{assignee!r} names a team: give it as team, without 'team:'")
+        return assignee
 
     @property
     def assignee_text(self) -> str:

@@ -77,6 +77,8 @@ def test_annotate_adds_a_note_and_changes_nothing_else(people: People, projects:
     assert response.status_code == 200 and response.json()["status"] == "open"
     assert stored(people.harness, fp)["updated_at"] == before["updated_at"]
     assert last_audit(people.harness) == ("ana", "ops", "annotated", fp, {"note": "waiting for finance"}, "ok")
+    lines = people.post("ana", f"/findings/{fp}/annotate", {"note": "step 1\tdone\r\nstep 2"})
+    assert lines.status_code == 200  # tabs and line breaks are text
 
 
 @pytest.mark.parametrize("who", ["ana", "eve"])  # ops and admin hold findings:silence
@@ -162,6 +164,11 @@ def test_unknown_fingerprint_is_404_and_a_malformed_one_400(people: People, acti
     ("annotate", {}, "note"),
     ("annotate", {"note": "   "}, "note"),
     ("annotate", {"note": "x" * 4001}, "note"),
+    ("annotate", {"note": "a\u0000b"}, "note"),
+    ("annotate", {"note": "\u001b[31mred"}, "note"),
+    ("resolve", {"reason": "bell\u0007"}, "reason"),
+    ("assign", {"assignee": "team:billing"}, "give it as team"),
+    ("assign", {"assignee": "TEAM:billing"}, "give it as team"),
     ("silence", {}, "until"),
     ("silence", {"until": "2001-01-01T00:00:00Z"}, "until"),
     ("silence", {"until": "2999-01-01T00:00:00Z"}, "until"),
