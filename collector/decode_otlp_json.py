@@ -21,6 +21,7 @@ from collector.decoded import DecodeError
 U32 = Annotated[int, Meta(ge=0, lt=2**32)]
 U64 = Annotated[int, Meta(ge=0, le=2**63 - 1)]  # bounds beyond int64 are not supported by msgspec
 I32 = Annotated[int, Meta(ge=-(2**31), lt=2**31)]
+I64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # sfixed64: a bigger asInt was stored as a rounded float
 Enum = I32 | str  # an enum's number or, leniently, its name
 
 
@@ -155,7 +156,7 @@ class NumberDataPoint(_Message):
     start_time_unix_nano: U64 = 0
     time_unix_nano: U64 = 0
     as_double: float | None = None
-    as_int: int | None = None
+    as_int: I64 | None = None
     flags: U32 = 0
 
 

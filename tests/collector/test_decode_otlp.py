@@ -660,6 +660,14 @@ def test_exponential_buckets_become_ascending_explicit_buckets() -> None:
             "bad_json",
             "timeUnixNano",
         ),
+        (  # an sfixed64 beyond its range: refused, not stored as a rounded float
+            decode_metrics,
+            b'{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": '
+            b'[{"asInt": "99999999999999999999999"}]}}]}]}]}',
+            JS,
+            "bad_json",
+            "asInt",
+        ),
     ],
 )
 def test_unreadable_bodies_raise_decode_error(
