@@ -110,6 +110,14 @@ def create_app(settings: Settings, store: Store | None = None, background: Seque
     return app
 
 
+def _unparsable(cause: BaseException) -> str:
+    if isinstance(cause, RecursionError):
+        return "the JSON is nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not UTF-8 text (byte {cause.start}, counting from 0)"
+    return f"{type(cause).__name__}: {str(cause)[:200]}"
+
+
 def _document_security(app: FastAPI) -> None:
     """Declare the bearer scheme the routes reference (they authorize in code, not by dependency)."""
     build = app.openapi
@@ -139,6 +147,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"error": {"code": "body_timeout", "message": str(exc.__cause__)}},
                                 status_code=408, headers={"Connection": "close"})
         code, message = HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail)
+        if exc.status_code == 400 and exc.__cause__ is not None:  # say why the body could not be parsed
+            message = f"{message}: {_unparsable(exc.__cause__)}"
         if exc.status_code == 404 and message == "Not Found":  # no route at all, not a missing object
             code, message = "no_endpoint", f"no endpoint {request.method} {request.url.path}"
         return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code,

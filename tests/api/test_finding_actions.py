@@ -185,6 +185,16 @@ def test_bad_bodies_are_400_naming_the_field(people: People, projects: dict[str,
     assert field in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(("content", "why"), [
+    (b'{"note": "caf\xe9"}', "the body is not UTF-8 text (byte 13, counting from 0)"),
+    (b"[" * 10_000 + b"]" * 10_000, "the JSON is nested too deeply"),
+])
+def test_an_unparsable_body_says_why(people: People, projects: dict[str, str], content: bytes, why: str) -> None:
+    response = people.harness.client.post(f"/api/v1/findings/{projects['P-17']}/annotate", content=content,
+                                          headers={**people.as_("ana"), "Content-Type": "application/json"})
+    assert response.status_code == 400 and why in response.json()["error"]["message"], response.text
+
+
 def test_a_body_that_is_not_json_is_400(people: People, projects: dict[str, str]) -> None:
     response = people.harness.client.post(f"/api/v1/findings/{projects['P-17']}/resolve", content=b"{not json",
                                           headers={**people.as_("ana"), "Content-Type": "application/json"})
