@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.access import User, require
+from collector.api.findings_query import FINGERPRINT
 from reconciler.audit import AUDIT_COLUMNS, AuditEntry, entry_from_row
 from reconciler.sql import Params
 from syncwatch.store import Store
@@ -84,7 +85,7 @@ def audit_entries(store: Store, f: AuditFilter, limit: int, offset: int) -> list
 
 @router.get("/audit", summary="The audit log in chain order, filtered by finding, actor or action")
 def list_audit(request: Request,
-               fingerprint: str | None = Query(None, max_length=128, description="finding fingerprint"),
+               fingerprint: str | None = Query(None, pattern=FINGERPRINT, description="finding fingerprint"),
                actor: str | None = Query(None, max_length=200), action: str | None = Query(None, max_length=64),
                limit: int = Query(100, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0, le=MAX_OFFSET),
                _: User = Depends(require("audit:read"))) -> AuditPage:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from collector.api.access import User, require
+from collector.api.findings_query import FINGERPRINT
 from collector.api.params import not_found
 from collector.api.rule_pack import RulePack, rule_pack
 from collector.api.timeline import many_keys
@@ -26,7 +27,6 @@ from reconciler.sql import Params
 from syncwatch.store import Store
 
 router = APIRouter(tags=["evidence"])
-FINGERPRINT = r"^[0-9a-f]{64}$"
 MAX_ROWS = 10_000  # per kind of evidence; a finding's own events are far fewer
 SPAN_COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "ServiceName", "SpanName", "SpanKind", "Duration",
                 "StatusCode", "StatusMessage", "SpanAttributes", "ResourceAttributes")

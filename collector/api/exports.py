@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field
 from collector.api.access import User, require
 from collector.api.audit_log import AuditFilter
 from collector.api.export_files import MEDIA_TYPES, Format, chunks, filename
-from collector.api.findings_query import FindingFilter, where_sql
+from collector.api.findings_query import FINGERPRINT, FindingFilter, where_sql
 from collector.api.timeline import DEFAULT_LIMIT, KEY_HELP, MAX_LIMIT, selector
 from collector.api.timeline_sql import timeline_sql
 from reconciler.findings import effective_status_sql
@@ -107,7 +107,7 @@ def export_timeline(request: Request, key: list[str] = Query([], description=KEY
 @router.get("/audit", summary="The audit log (filtered like GET /audit), as CSV or Parquet",
             response_class=StreamingResponse, responses=FILE_RESPONSE)
 def export_audit(request: Request,
-                 fingerprint: str | None = Query(None, max_length=128, description="finding fingerprint"),
+                 fingerprint: str | None = Query(None, pattern=FINGERPRINT, description="finding fingerprint"),
                  actor: str | None = Query(None, max_length=200), action: str | None = Query(None, max_length=64),
                  fmt: Format = Query("csv", alias="format", description="csv or parquet"),
                  user: User = Depends(require("export"))) -> StreamingResponse:

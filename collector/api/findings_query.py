@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from reconciler.findings import FINDING_COLUMNS, KINDS, STATUSES, effective_status_sql
 from reconciler.model import Duration, Severity
@@ -47,6 +47,7 @@ def _split(value: Any) -> Any:
     return value
 
 
+FINGERPRINT = r"^[0-9a-f]{64}$"  # a finding's fingerprint: 64 hex digits
 Term = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 MAX_AGE = timedelta(days=36500)
 
@@ -59,8 +60,14 @@ def _not_overflowing(value: Any) -> Any:
     return value
 
 
+def _within_a_century(age: timedelta) -> timedelta:
+    if age > MAX_AGE:  # Field(le=...) would print the bound as Python: datetime.timedelta(days=36500)
+        raise ValueError(f"ages go back at most {MAX_AGE.days} days")
+    return age
+
+
 # The rule language's duration ('90s', '2h', '3d', '1w', '1d12h'), bounded to a century.
-Age = Annotated[Duration, BeforeValidator(_not_overflowing), Field(le=MAX_AGE)]
+Age = Annotated[Duration, BeforeValidator(_not_overflowing), AfterValidator(_within_a_century)]
 
 
 StatusList = Annotated[list[Status], BeforeValidator(_split), Field(max_length=100)]

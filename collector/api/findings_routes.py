@@ -11,6 +11,7 @@ from collector.api import finding_context
 from collector.api.access import User, require
 from collector.api.finding_context import FindingDetail
 from collector.api.findings_query import (
+    FINGERPRINT,
     MAX_PAGE,
     FindingFilter,
     FindingPage,
@@ -24,7 +25,6 @@ from collector.api.rule_catalog import catalog_of
 from collector.errors import IngestHTTPError
 
 router = APIRouter(tags=["findings"])
-FINGERPRINT = r"^[0-9a-f]{64}$"
 Fingerprint = Annotated[str, Path(pattern=FINGERPRINT, description="The finding's fingerprint (64 hex digits).")]
 
 

@@ -13,11 +13,14 @@ from tests.conftest import ADMIN_TOKEN, Harness
 ADMIN = bearer(ADMIN_TOKEN)
 
 
+FP = ["0" * 64, "1" * 64]  # two findings' fingerprints
+
+
 @pytest.fixture
 def log(harness: Harness) -> AuditLog:
     audit: AuditLog = harness.app.state.audit
     for i in range(5):
-        audit.append("ana" if i % 2 else "ben", "ops", "acknowledged" if i < 3 else "resolved", f"fp{i % 2}",
+        audit.append("ana" if i % 2 else "ben", "ops", "acknowledged" if i < 3 else "resolved", FP[i % 2],
                      {"i": i})
     return audit
 
@@ -41,8 +44,8 @@ def test_pages_in_chain_order(harness: Harness, log: AuditLog) -> None:
 FILTERS: list[tuple[dict[str, str], list[int]]] = [
     ({"actor": "ana"}, [2, 4]),
     ({"action": "resolved"}, [4, 5]),
-    ({"fingerprint": "fp0"}, [1, 3, 5]),
-    ({"fingerprint": "fp0", "action": "resolved", "actor": "ben"}, [5]),
+    ({"fingerprint": FP[0]}, [1, 3, 5]),
+    ({"fingerprint": FP[0], "action": "resolved", "actor": "ben"}, [5]),
     ({"actor": "nobody"}, []),
 ]
 

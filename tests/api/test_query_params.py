@@ -32,3 +32,14 @@ def test_known_parameters_still_work(harness: Harness) -> None:
     for url in ("/api/v1/audit?limit=5&offset=0", "/api/v1/export/audit?format=csv",
                 "/api/v1/integrations/health?window=1h", "/api/v1/findings?status=open&limit=1"):
         assert harness.client.get(url, headers=ADMIN).status_code == 200, url
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("/api/v1/audit?fingerprint=xyz", "fingerprint"),
+    ("/api/v1/export/audit?fingerprint=xyz", "fingerprint"),
+    ("/api/v1/findings?min_age=36501d", "ages go back at most 36500 days"),
+])
+def test_bad_values_name_the_parameter_in_plain_words(harness: Harness, url: str, message: str) -> None:
+    response = harness.client.get(url, headers=ADMIN)
+    assert response.status_code == 400 and message in response.json()["error"]["message"], response.text
+    assert "datetime." not in response.text
