@@ -140,7 +140,7 @@ def _manifest(contents: dict[str, bytes], report: PackReport) -> dict[str, Any] 
     report.manifest_sha256 = sha256(raw)
     try:
         manifest = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # a crafted pack may nest arrays past any stack
         report.fail(f"{MANIFEST} is not valid JSON: {exc}")
         return None
     files = manifest.get("files") if isinstance(manifest, dict) else None
@@ -168,11 +168,20 @@ def _check_files(contents: dict[str, bytes], manifest: dict[str, Any], report: P
             report.fail(f"{name} was changed: its SHA-256 differs from the manifest")
         elif name.endswith(".json"):
             try:
-                docs[name] = json.loads(contents[name])
-            except ValueError as exc:
+                doc = json.loads(contents[name])
+            except (ValueError, RecursionError) as exc:
                 report.fail(f"{name} is not valid JSON: {exc}")
+                continue
+            if name in SHAPES and not isinstance(doc, SHAPES[name]):
+                report.fail(f"{name} holds a JSON {type(doc).__name__}, not the {SHAPES[name].__name__} a pack has")
+                continue
+            docs[name] = doc
     report.checked.append(f"SHA-256 of {len(listed)} files against the manifest")
     return docs
+
+
+# what the checks below read from each file: a crafted pack with `null` in them crashed the verifier
+SHAPES: dict[str, type] = {"chain.json": dict, "actions.json": list, "finding.json": dict, "rule.json": dict}
 
 
 def _entries(items: Any) -> list[AuditEntry]:

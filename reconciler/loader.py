@@ -69,7 +69,15 @@ def load_rules(path: Path | str) -> list[LoadedRule]:
     rules: list[LoadedRule] = []
     problems: list[str] = []
     for file in files:
-        loaded, errors = _load(file.read_text(encoding="utf-8"), str(file))
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{file}: not UTF-8 text (byte {exc.start}, counting from 0)")
+            continue
+        except OSError as exc:  # unreadable, a dangling symlink, a symlink loop
+            problems.append(f"{file}: cannot read: {exc.strerror or exc}")
+            continue
+        loaded, errors = _load(text, str(file))
         rules += loaded
         problems += errors
     problems += _duplicates(rules) + _kpi_references(rules)
@@ -96,6 +104,8 @@ def _load(text: str, source: str) -> tuple[list[LoadedRule], list[str]]:
         return [], [f"{where}: not valid YAML: {exc.problem or exc}"]
     except YAMLError as exc:
         return [], [f"{source}: not valid YAML: {exc}"]
+    except RecursionError:
+        return [], [f"{source}: nested too deeply to be a rule"]
     if doc is None:
         return [], []
     items = doc if isinstance(doc, CommentedSeq) else [doc]

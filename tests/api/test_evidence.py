@@ -113,6 +113,22 @@ def test_a_removed_or_added_file_is_detected(harness: Harness, story: Story) -> 
     assert not verify_pack(b"not a zip").ok
 
 
+@pytest.mark.parametrize("content", [b"null", b"[]", b"7"])
+def test_a_forged_pack_of_wrong_shapes_fails_without_crashing(harness: Harness, story: Story, content: bytes) -> None:
+    files = unzip(fetch(harness, story.breach))
+    forged = {k: (content if k.endswith(".json") and k != MANIFEST else v) for k, v in files.items()}
+    report = verify_pack(rezip(forged, rehash=True))  # hashes and seal correct: only the shapes are wrong
+    assert not report.ok and any("not the" in p for p in report.problems), report.problems
+
+
+def test_a_manifest_nested_past_any_stack_is_not_valid_json() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr(MANIFEST, "[" * 100_000)
+    report = verify_pack(buffer.getvalue())
+    assert not report.ok and "is not valid JSON" in report.problems[0]
+
+
 def test_an_altered_entry_is_detected_even_with_a_rewritten_manifest(harness: Harness, story: Story) -> None:
     files = unzip(fetch(harness, story.breach))
     chain = json.loads(files["chain.json"])
