@@ -24,6 +24,7 @@ log = logging.getLogger("syncwatch.collector")
 
 SCOPES = ("events", "records", "telemetry", "admin")
 ANY_SYSTEM = "*"
+_KEY_NAME = re.compile(r"^(?=.*\S)[^\x00-\x1f\x7f]{1,200}$")
 OUTAGE_RETRY_AFTER_SECONDS = 5
 _TOKEN = re.compile(r"^sw_([0-9a-f]{12})_([0-9a-f]{48})$")
 _SYSTEM = re.compile(r"^(\*|[a-z][a-z0-9_.-]{0,63})$")
@@ -62,7 +63,9 @@ def default_source_prefixes(system: str) -> tuple[str, ...]:
 
 
 def validate_key_request(system: str, scopes: list[str], source_prefixes: Sequence[str] = (),
-                         expires_at: datetime | None = None) -> None:
+                         expires_at: datetime | None = None, name: str = "key") -> None:
+    if not _KEY_NAME.match(name):  # a newline in a name forged a row of `syncwatch keys list`
+        raise ValueError(f"invalid key name {name[:60]!r}: 1-200 characters, no control characters")
     if not _SYSTEM.match(system):
         raise ValueError(f"invalid system {system!r}: lowercase letters, digits, '_', '-', '.', or '*' for any")
     unknown = sorted(set(scopes) - set(SCOPES))
@@ -147,7 +150,7 @@ class KeyRing:
     def create(self, name: str, system: str, scopes: list[str], source_prefixes: list[str] | None = None,
                expires_at: datetime | None = None) -> tuple[str, str]:
         """Store a new key; returns (key_id, token). The token is shown once and never stored."""
-        validate_key_request(system, scopes, source_prefixes or (), expires_at)
+        validate_key_request(system, scopes, source_prefixes or (), expires_at, name)
         key_id, secret = secrets.token_hex(6), secrets.token_hex(24)
         prefixes = list(source_prefixes) if source_prefixes else list(default_source_prefixes(system))
         now = datetime.now(UTC)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +44,37 @@ def main() -> None:
     """
 
 
+class _Finite(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf, which compare false with every bound."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+PROBABILITY = _Finite(0, 1)
+EARLIEST_DAY, LATEST_DAY = date(1900, 1, 2), date(2299, 12, 30)  # ClickHouse's DateTime64 range
+PORT = click.IntRange(1, 65535)
+
+
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except Exception as exc:  # pydantic's ValidationError names the variable and the problem
         raise SyncwatchError(f"invalid configuration: {exc}") from exc
+    # settings whose parsers live outside the core, checked here rather than when a server starts
+    from collector.security_headers import allowed_origins
+    from reconciler.scheduler import trigger_for
+
+    try:
+        allowed_origins(settings.cors_allow_origins)
+        if settings.reconcile_every:
+            trigger_for(settings.reconcile_every)
+    except (ValueError, SyncwatchError) as exc:
+        raise SyncwatchError(f"invalid configuration: {exc}") from exc
+    return settings
 
 
 def _logging(settings: Settings) -> None:
@@ -58,7 +85,7 @@ def _logging(settings: Settings) -> None:
 
 @main.command()
 @click.option("--host", help="Listen address (default SYNCWATCH_HOST).")
-@click.option("--port", type=int, help="Listen port (default SYNCWATCH_PORT).")
+@click.option("--port", type=PORT, help="Listen port (default SYNCWATCH_PORT).")
 def serve(host: str | None, port: int | None) -> None:
     """Run the API and collector (one process owns an embedded store)."""
     from syncwatch.server import serve as run
@@ -80,7 +107,7 @@ def up() -> None:
 
 @main.command()
 @click.option("--host", help="Listen address (default SYNCWATCH_DASHBOARD_HOST).")
-@click.option("--port", type=int, help="Listen port (default SYNCWATCH_DASHBOARD_PORT).")
+@click.option("--port", type=PORT, help="Listen port (default SYNCWATCH_DASHBOARD_PORT).")
 def dashboards(host: str | None, port: int | None) -> None:
     """Run the Streamlit dashboards; they reach the API at SYNCWATCH_API_URL (default http://host:port)."""
     import subprocess
@@ -98,11 +125,12 @@ def dashboards(host: str | None, port: int | None) -> None:
 
 
 @main.command()
-@click.option("--for", "duration", type=float, default=None, help="Stop after this many seconds (for scripts).")
+@click.option("--for", "duration", type=_Finite(0, min_open=True), default=None,
+              help="Stop after this many seconds (for scripts).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Simulator seed.")
-@click.option("--fault-rate", type=float, default=0.03, show_default=True,
+@click.option("--fault-rate", type=PROBABILITY, default=0.03, show_default=True,
               help="Share of each kind of integration step that goes wrong (lost, late, wrong...).")
-@click.option("--day-seconds", type=float, default=1.0, show_default=True,
+@click.option("--day-seconds", type=_Finite(0, min_open=True), default=1.0, show_default=True,
               help="Real seconds per simulated day (the feed covers the last 180 days up to today).")
 @click.option("--dashboards/--no-dashboards", default=True, show_default=True,
               help="Also start the Streamlit dashboards (on SYNCWATCH_DASHBOARD_HOST:PORT).")
@@ -290,6 +318,8 @@ def rules_check(path: str | None) -> None:
     from reconciler.service import COMPILERS
 
     loaded = _load_rules(path)
+    if not loaded:  # an empty file or folder is more likely a wrong path than a pack to accept
+        raise SyncwatchError(f"no rules found in {path or _settings().rules_dir}")
     for rule in loaded:
         click.echo(f"-- {rule.name}  kind={rule.rule.kind} version={rule.version} severity={rule.rule.severity} "
                    f"({rule.path}:{rule.line})")
@@ -373,9 +403,11 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
 
     settings = _settings()
     _logging(settings)
+    if full and not once:
+        raise SyncwatchError("--full applies to --once; scheduled runs decide for themselves when to run in full")
     share = Share.from_settings(settings)  # before anything starts: an index out of range is an error
     chosen = service.runnable(_load_rules(path), rule_name)
-    if rule_name and not chosen:
+    if rule_name is not None and not chosen:
         raise SyncwatchError(f"no runnable rule named {rule_name!r} (unknown, disabled or not scheduled)")
     rules_dir = Path(path) if path else settings.rules_dir
     notifier = Notifier.from_file((rules_dir if rules_dir.is_dir() else rules_dir.parent) / "alerts.yaml")
@@ -394,6 +426,8 @@ def reconcile(once: bool, rule_name: str | None, full: bool, path: str | None) -
             return
         jobs = service.scheduled_jobs(store, chosen, notifier, share=share, lease=lease,
                                       timeout_seconds=settings.rule_timeout_seconds)
+        if settings.reconcile_every:  # as the API process's schedule does (reconciler.background)
+            jobs = [scheduler.ScheduledJob(job.name, settings.reconcile_every, job.run) for job in jobs]
         if settings.kpi_state_every and not rule_name:
             jobs += service.kpi_state_jobs(store, _load_rules(path), settings.kpi_state_every, share=share)
         click.echo(f"reconciler {share}: {len(jobs)} of {len(chosen)} rule(s): {', '.join(j.name for j in jobs)}",
@@ -427,13 +461,13 @@ def _serve_schedule(running: BackgroundScheduler) -> None:
 @click.option("--days", type=click.IntRange(1, 36_500), default=60, show_default=True, help="Simulated days.")
 @click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="First simulated day (default: DAYS days before today).")
-@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.03, show_default=True,
+@click.option("--fault-rate", type=PROBABILITY, default=0.03, show_default=True,
               help="Share of each kind of integration step that goes wrong.")
 @click.option("--events-per-batch", type=click.IntRange(1, 100_000), default=200, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write the feed to files here instead of sending it (bulk mode).")
 @click.option("--url", default=None, help="Send to this Syncwatch (default: the configured host and port).")
-@click.option("--pace", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--pace", type=_Finite(0), default=0.0, show_default=True,
               help="Live mode: real seconds per simulated day (0: as fast as the server takes it).")
 @click.option("--ground-truth", type=click.Path(dir_okay=False), default=None,
               help="Live mode: where to log injected faults (default <data dir>/ground_truth.jsonl).")
@@ -450,6 +484,14 @@ def simulate(seed: int, consultants: int, clients: int, days: int, start_date: d
 
     if target_events is not None and out_dir is None:
         raise click.UsageError("--target-events needs --out (bulk mode)")
+    if out_dir is not None and (url is not None or pace or ground_truth is not None):
+        raise click.UsageError("--url, --pace and --ground-truth are for live mode; --out writes files")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
+    if start_date is not None and not EARLIEST_DAY <= start_date.date() <= LATEST_DAY - timedelta(days=days):
+        raise click.BadParameter(f"with --days {days}, give a day from {EARLIEST_DAY} to "
+                                 f"{LATEST_DAY - timedelta(days=days)} (the store keeps times from 1900 to 2299)",
+                                 param_hint="--start-date")
 
     settings = _settings()
     config = FeedConfig(seed=seed, consultants=consultants, clients=clients, days=days, fault_rate=fault_rate,
@@ -464,7 +506,10 @@ def simulate(seed: int, consultants: int, clients: int, days: int, start_date: d
         from syncwatch.simulator.files import write_files
 
         began, cpu = time.perf_counter(), time.process_time()
-        summary = write_files(config, Path(out_dir), target_events)
+        try:
+            summary = write_files(config, Path(out_dir), target_events)
+        except OSError as exc:
+            raise SyncwatchError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from exc
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu  # CPU: what a busy machine hides
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
         click.echo(f"wrote {summary['events']:,} events, {summary['records']:,} records and {summary['spans']:,}"
@@ -484,8 +529,9 @@ def bench() -> None:
 
 
 @bench.command("ingest")
-@click.option("--seconds", type=float, default=10.0, show_default=True, help="Duration of each scenario.")
-@click.option("--sustain", type=float, default=0.0, show_default=True,
+@click.option("--seconds", type=_Finite(0, min_open=True), default=10.0, show_default=True,
+              help="Duration of each scenario.")
+@click.option("--sustain", type=_Finite(0), default=0.0, show_default=True,
               help="Also hold batch-1000 load this many seconds and report RSS over time.")
 @click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
 def bench_ingest(seconds: float, sustain: float, out: str) -> None:
@@ -511,6 +557,8 @@ def bench_reconcile(rows: str, events: int, baselines: bool, out: str) -> None:
         sizes = [int(part.replace("_", "")) for part in rows.split(",") if part.strip()]
     except ValueError as exc:
         raise click.BadParameter("give sizes as integers, e.g. 1000000,10000000", param_hint="--rows") from exc
+    if not sizes or min(sizes) < 1_000:
+        raise click.BadParameter("give one or more sizes of at least 1000, e.g. 1000000,10000000", param_hint="--rows")
     run(sizes, out_dir=out, baselines=baselines, events=events)
 
 
@@ -570,7 +618,7 @@ def bench_storage(consultants: int, clients: int, days: int, seed: int, store_di
               help="Opening headcount of the simulated firm (clients: a quarter of it).")
 @click.option("--days", type=click.IntRange(1, 36_500), default=180, show_default=True,
               help="Simulated days; faults stop 95 days before the end so every consequence is due.")
-@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+@click.option("--fault-rate", type=PROBABILITY, default=0.1, show_default=True,
               help="Share of each kind of integration step that goes wrong (0.1: every fault type occurs).")
 @click.option("--out", type=click.Path(), default="bench-results", show_default=True, help="Where to write JSON/MD.")
 def bench_accuracy(seed: int, consultants: int, days: int, fault_rate: float, out: str) -> None:

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         "<table>_local on every shard and Distributed tables under the plain names. Empty means a single node."
     )
     host: str = Field("127.0.0.1", description="Address the API/collector listens on.")
-    port: int = Field(4318, description="Port of the API/collector (4318 is the OTLP/HTTP default).")
+    port: int = Field(4318, ge=1, le=65535, description="Port of the API/collector (4318 is the OTLP/HTTP default).")
     api_url: str = Field(
         "", description="URL the CLI and dashboards use to reach a running server; empty means http://host:port."
     )
@@ -52,25 +52,27 @@ class Settings(BaseSettings):
     rules_dir: Path = Field(REPO_RULES, description="Rule packs, event JSON Schemas and key mappings "
                             "(default: the rules/ directory of this Syncwatch checkout).")
     spool_dir: Path | None = Field(None, description="Write-ahead spool directory; default <data_dir>/spool.")
-    spool_max_bytes: int = Field(512 * MIB, description="Spool size at which ingest answers 503.")
+    spool_max_bytes: int = Field(512 * MIB, gt=0, description="Spool size at which ingest answers 503.")
     spool_high_water: float = Field(0.8, description="Share of spool_max_bytes above which /readyz fails.")
     spool_fsync: bool = Field(True, description="fsync the spool before acknowledging (group commit).")
     spool_segment_bytes: int = Field(64 * MIB, description="Spool segment file size before rotation.")
-    batch_max_rows: int = Field(100_000, description="Most rows the writer inserts in one ClickHouse insert.")
+    batch_max_rows: int = Field(100_000, ge=1, description="Most rows the writer inserts in one ClickHouse insert.")
     batch_max_delay_ms: int = Field(200, description="Longest a spooled row waits before the writer inserts.")
-    max_body_bytes: int = Field(20 * MIB, description="Largest request body after decompression (OTLP: 20 MiB).")
+    max_body_bytes: int = Field(20 * MIB, gt=0, description="Largest request body after decompression (OTLP: 20 MiB).")
     max_json_depth: int = Field(64, description="Deepest JSON nesting accepted in a payload.")
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="Longest a request's body may take to arrive after its head; a slower "
         "one is answered 408, so slow senders cannot hold the ingest slots."
     )
     retry_after_seconds: int = Field(5, description="Retry-After sent with 429/503.")
-    max_inflight_requests: int = Field(1024, description="Concurrent ingest requests above which ingest answers 429.")
+    max_inflight_requests: int = Field(
+        1024, ge=1, description="Concurrent ingest requests above which ingest answers 429."
+    )
     max_loop_lag_ms: int = Field(
         2000, ge=0, description="Event-loop delay (the process is out of CPU) above which ingest answers 429; "
         "0 turns the check off."
     )
-    key_refresh_seconds: float = Field(5.0, description="How often API keys are re-read from the store.")
+    key_refresh_seconds: float = Field(5.0, gt=0, description="How often API keys are re-read from the store.")
     cors_allow_origins: str = Field(
         "", description="Comma-separated origins (https://host[:port]) that browsers may call the API from; "
         "empty allows no cross-origin access."
@@ -107,7 +109,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level of the services.")
     dashboard_host: str = Field("127.0.0.1", description="Address the Streamlit dashboards listen on.")
-    dashboard_port: int = Field(8501, description="Port of the Streamlit dashboards.")
+    dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit dashboards.")
     dashboard_token: str = Field(
         "", description="User token (swu_...) the dashboards use for everyone who opens them; empty shows "
         "a sign-in form where each person pastes their own token."
@@ -116,6 +118,21 @@ class Settings(BaseSettings):
         None, description="TOML file mapping OIDC e-mail addresses to user tokens, for sign-in with "
         "Streamlit's st.login when [auth] is configured in .streamlit/secrets.toml."
     )
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        # anything else was taken for a server over http (ftp://x became http://x:8123)
+        if value and not value.startswith(("chdb://", "http://", "https://")):
+            raise ValueError(f"clickhouse_url {value!r}: use chdb:///path, http://host:8123 or https://host:8443")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.strip().upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"log_level {value!r}: use debug, info, warning, error or critical")
+        return value.strip().lower()
 
     @field_validator("clickhouse_cluster")
     @classmethod
