@@ -62,8 +62,8 @@ def default_source_prefixes(system: str) -> tuple[str, ...]:
     return () if system == ANY_SYSTEM else (f"/{system}/", f"/{system}")
 
 
-def validate_key_request(system: str, scopes: list[str], source_prefixes: Sequence[str] = (),
-                         expires_at: datetime | None = None, name: str = "key") -> None:
+def validate_key_request(name: str, system: str, scopes: list[str], source_prefixes: Sequence[str] = (),
+                         expires_at: datetime | None = None) -> None:
     if not _KEY_NAME.match(name):  # a newline in a name forged a row of `syncwatch keys list`
         raise ValueError(f"invalid key name {name[:60]!r}: 1-200 characters, no control characters")
     if not _SYSTEM.match(system):
@@ -150,7 +150,7 @@ class KeyRing:
     def create(self, name: str, system: str, scopes: list[str], source_prefixes: list[str] | None = None,
                expires_at: datetime | None = None) -> tuple[str, str]:
         """Store a new key; returns (key_id, token). The token is shown once and never stored."""
-        validate_key_request(system, scopes, source_prefixes or (), expires_at, name)
+        validate_key_request(name, system, scopes, source_prefixes or (), expires_at)
         key_id, secret = secrets.token_hex(6), secrets.token_hex(24)
         prefixes = list(source_prefixes) if source_prefixes else list(default_source_prefixes(system))
         now = datetime.now(UTC)

@@ -29,13 +29,12 @@ def refuse_unknown_query(request: Request) -> None:
                               f"{request.method} {request.url.path} takes: {known}")
 
 
-_NAMES: dict[int, frozenset[str]] = {}  # by id: routes are not hashable, and live as long as the app
-
-
 def _names(route: APIRoute) -> frozenset[str]:
-    names = _NAMES.get(id(route))
+    # kept on the route itself: routes are not hashable, and an id() may be reused by a later app's
+    names: frozenset[str] | None = getattr(route, "_syncwatch_query_names", None)
     if names is None:
-        names = _NAMES[id(route)] = frozenset(_walk(route.dependant))
+        names = frozenset(_walk(route.dependant))
+        route._syncwatch_query_names = names  # type: ignore[attr-defined]
     return names
 
 
